@@ -43,6 +43,10 @@ struct RopeParams {
   float llama3_high_freq_factor = 4.0f;
   int llama3_original_max_position = 8192;
   float linear_factor = 1.0f;
+  // Optional per-pair frequency divisors [rope_dim / 2] (GGUF `rope_freqs.weight`, which llama.cpp
+  // writes for Llama-3 scaling instead of the parameters): theta_i = pos * inv_freq_i / factors[i].
+  // When set, the llama3_* fields are ignored.
+  const float* freq_factors = nullptr;
 };
 
 struct AttentionParams {
