@@ -79,6 +79,7 @@ struct ModelWeights {
   Tensor output_norm;  // [d_model]
   Tensor output;       // [d_model -> vocab]; same data as tok_embd when tied
   std::vector<LayerWeights> layers;
+  Tensor rope_freqs;   // optional [rope_dim / 2] frequency divisors (GGUF Llama-3 scaling)
 };
 
 enum class ModelFormat { kGguf, kLlama2c, kHfSafetensors };
