@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The engine's small op set on CPU: matmul for each weight type, RMSNorm, RoPE, attention, SiLU-mul,
-// softmax, embedding lookup. A Backend binds one instruction-set level (scalar reference, AVX2,
-// AVX-512, chosen at run time) and a thread pool. A Backend is used by one thread at a time (the
-// engine's step thread); its ops block until done. Float tensors are row-major f32.
+// The engine's small op set on CPU: matmul for each weight type, RMSNorm, RoPE, attention,
+// SiLU-mul, softmax, embedding lookup. A Backend binds one instruction-set level (scalar reference,
+// AVX2, AVX-512, chosen at run time) and a thread pool. A Backend is used by one thread at a time
+// (the engine's step thread); its ops block until done. Float tensors are row-major f32.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,7 @@ namespace weft::kernels {
 
 enum class Isa { kScalar, kAvx2, kAvx512 };
 std::string_view IsaName(Isa isa);
-Isa BestIsa();              // the best level this CPU supports
+Isa BestIsa();               // the best level this CPU supports
 bool IsaSupported(Isa isa);  // compiled in and supported by this CPU
 
 // A weight matrix: n_out rows of n_in elements of `type`; row r starts at data + r * RowBytes.
@@ -53,7 +53,7 @@ struct AttentionParams {
   int n_heads = 0;
   int n_kv_heads = 0;  // GQA/MQA: head h reads kv head h / (n_heads / n_kv_heads)
   int head_dim = 0;
-  float scale = 0;     // usually 1/sqrt(head_dim)
+  float scale = 0;  // usually 1/sqrt(head_dim)
 };
 
 struct BackendOptions {

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/kernels/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "base/check.h"
+#include "base/thread_pool.h"
+#include "engine/kernels/reference/reference_backend.h"
+
+namespace weft::kernels {
+namespace {
+
+// Output rows per unit of work: a block of weight rows stays in cache while every token tile of
+// the prompt passes over it (the reuse that makes prefill fast).
+constexpr int64_t kRowBlock = 16;
+
+// Q8 codes of one token's activations in blocks of 32: d = max|x| / 127, q = round(x / d).
+void QuantizeQ8(const float* x, int64_t n, bool pair_interleave, int8_t* q, float* d, float* s) {
+  const int64_t nb = n / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* xb = x + b * kQK;
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    int sum = 0;
+    int8_t* qb = q + b * kQK;
+    for (int j = 0; j < kQK; ++j) {
+      const int v = static_cast<int>(std::nearbyint(xb[j] * id));
+      qb[j] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    d[b] = db;
+    s[b] = db * static_cast<float>(sum);
+  }
+  if (pair_interleave) {
+    for (int64_t b = 0; b + 1 < nb; b += 2) {
+      int8_t tmp[2 * kQK];
+      int8_t* p = q + b * kQK;
+      std::memcpy(tmp + 0, p + 0, 16);
+      std::memcpy(tmp + 16, p + 32, 16);
+      std::memcpy(tmp + 32, p + 16, 16);
+      std::memcpy(tmp + 48, p + 48, 16);
+      std::memcpy(p, tmp, sizeof(tmp));
+    }
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(Isa isa, const IsaKernels* k, int n_threads)
+      : isa_(isa), k_(k), pool_(n_threads), scores_(n_threads) {}
+
+  Isa isa() const override { return isa_; }
+  int n_threads() const override { return pool_.n_threads(); }
+
+  void MatMul(const WeightView& w, const float* x, int64_t n_tokens, float* y) override {
+    const RowDotFn fn = k_->For(w.type);
+    WEFT_CHECK(fn != nullptr);
+    WEFT_CHECK(w.n_in % Traits(w.type).block_size == 0);
+    const int64_t n_in = w.n_in, n_out = w.n_out;
+    PreparedX px;
+    px.n_in = n_in;
+    Prepare(w.type, x, n_tokens, &px);
+
+    const uint8_t* wdata = static_cast<const uint8_t*>(w.data);
+    const int64_t row_bytes = RowBytes(w.type, n_in);
+    // Dynamic chunks of rows (an atomic counter) so a thread slowed by a neighbour process does
+    // not hold up the step; at least 4 chunks per thread.
+    const int nth = pool_.n_threads();
+    int64_t chunk =
+        std::max<int64_t>(kRowBlock, (n_out / (4 * nth) + kRowBlock - 1) / kRowBlock * kRowBlock);
+    if (n_tokens >= 8) chunk = kRowBlock;
+    const int64_t n_chunks = (n_out + chunk - 1) / chunk;
+    std::atomic<int64_t> next{0};
+    auto work = [&](int, int) {
+      for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
+           c = next.fetch_add(1, std::memory_order_relaxed)) {
+        const int64_t r_end = std::min(n_out, (c + 1) * chunk);
+        for (int64_t rb = c * chunk; rb < r_end; rb += kRowBlock) {
+          const int64_t re = std::min(r_end, rb + kRowBlock);
+          for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokenTile) {
+            const int nt = static_cast<int>(std::min<int64_t>(kMaxTokenTile, n_tokens - t0));
+            for (int64_t r = rb; r < re; ++r) {
+              fn(wdata + r * row_bytes, px, t0, nt, y + t0 * n_out + r, n_out);
+            }
+          }
+        }
+      }
+    };
+    if (n_chunks == 1) {
+      work(0, 1);
+    } else {
+      pool_.Run(work);
+    }
+  }
+
+  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t n_tokens, float eps,
+               float* out) override {
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x + t * n;
+      const float ss = k_->dot(xt, xt, n);
+      const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+      float* ot = out + t * n;
+      for (int64_t i = 0; i < n; ++i) ot[i] = xt[i] * scale * weight[i];
+    }
+  }
+
+  void Rope(float* x, int64_t n_tokens, int n_heads, const int32_t* positions,
+            const RopeParams& p) override {
+    WEFT_CHECK(p.rope_dim % 2 == 0 && p.rope_dim <= p.head_dim);
+    const int half = p.rope_dim / 2;
+    if (inv_freq_params_.rope_dim != p.rope_dim || inv_freq_params_.freq_base != p.freq_base ||
+        inv_freq_params_.llama3_factor != p.llama3_factor ||
+        inv_freq_params_.llama3_low_freq_factor != p.llama3_low_freq_factor ||
+        inv_freq_params_.llama3_high_freq_factor != p.llama3_high_freq_factor ||
+        inv_freq_params_.llama3_original_max_position != p.llama3_original_max_position ||
+        inv_freq_params_.linear_factor != p.linear_factor) {
+      inv_freq_.resize(half);
+      for (int i = 0; i < half; ++i) inv_freq_[i] = RopeInvFreq(p, i);
+      inv_freq_params_ = p;
+    }
+    cos_.resize(half);
+    sin_.resize(half);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int i = 0; i < half; ++i) {
+        const double theta = positions[t] * inv_freq_[i];
+        cos_[i] = static_cast<float>(std::cos(theta));
+        sin_[i] = static_cast<float>(std::sin(theta));
+      }
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = x + (t * n_heads + h) * p.head_dim;
+        if (p.mode == RopeMode::kAdjacentPairs) {
+          for (int i = 0; i < half; ++i) {
+            const float x0 = v[2 * i], x1 = v[2 * i + 1];
+            v[2 * i] = x0 * cos_[i] - x1 * sin_[i];
+            v[2 * i + 1] = x0 * sin_[i] + x1 * cos_[i];
+          }
+        } else {
+          for (int i = 0; i < half; ++i) {
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * cos_[i] - x1 * sin_[i];
+            v[i + half] = x0 * sin_[i] + x1 * cos_[i];
+          }
+        }
+      }
+    }
+  }
+
+  void Attention(const float* q, const float* k_cache, const float* v_cache, int64_t n_tokens,
+                 const int32_t* positions, const AttentionParams& p, float* out) override {
+    WEFT_CHECK(p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0);
+    const int group = p.n_heads / p.n_kv_heads;
+    const int64_t kv_stride = static_cast<int64_t>(p.n_kv_heads) * p.head_dim;
+    int64_t max_keys = 0;
+    for (int64_t t = 0; t < n_tokens; ++t) max_keys = std::max<int64_t>(max_keys, positions[t] + 1);
+    for (auto& s : scores_) {
+      if (static_cast<int64_t>(s.size()) < max_keys) s.resize(max_keys);
+    }
+    const int64_t n_items = n_tokens * p.n_heads;
+    std::atomic<int64_t> next{0};
+    auto work = [&](int ith, int) {
+      float* score = scores_[ith].data();
+      for (int64_t item = next.fetch_add(1); item < n_items; item = next.fetch_add(1)) {
+        const int64_t t = item / p.n_heads;
+        const int h = static_cast<int>(item % p.n_heads);
+        const int64_t n_keys = positions[t] + 1;
+        const float* qh = q + item * p.head_dim;
+        const int64_t kv_off = static_cast<int64_t>(h / group) * p.head_dim;
+        float max = -INFINITY;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          score[j] = k_->dot(qh, k_cache + j * kv_stride + kv_off, p.head_dim) * p.scale;
+          max = std::max(max, score[j]);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          score[j] = std::exp(score[j] - max);
+          sum += score[j];
+        }
+        float* o = out + item * p.head_dim;
+        std::memset(o, 0, p.head_dim * sizeof(float));
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          k_->axpy(score[j] * inv, v_cache + j * kv_stride + kv_off, p.head_dim, o);
+        }
+      }
+    };
+    if (n_items * max_keys * p.head_dim < 32768) {
+      work(0, 1);
+    } else {
+      pool_.Run(work);
+    }
+  }
+
+  void SiluMul(const float* gate, const float* up, int64_t n, float* out) override {
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = gate[i];
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  }
+
+  void Softmax(float* x, int64_t n) override {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      x[i] = std::exp(x[i] - max);
+      sum += x[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  }
+
+  void EmbeddingLookup(const WeightView& table, int32_t token, float* out) override {
+    WEFT_CHECK(token >= 0 && token < table.n_out);
+    DequantizeRow(
+        table.type,
+        static_cast<const uint8_t*>(table.data) + token * RowBytes(table.type, table.n_in), out,
+        table.n_in);
+  }
+
+  void Add(const float* x, int64_t n, float* y) override {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  }
+
+ private:
+  // Quantizes x once per MatMul into the activation format of the weight type's kernel.
+  void Prepare(DType type, const float* x, int64_t n_tokens, PreparedX* px) {
+    const int64_t n_in = px->n_in;
+    switch (type) {
+      case DType::kF32:
+      case DType::kF16:
+      case DType::kBF16:
+        px->f32 = x;
+        return;
+      case DType::kQ8_0:
+      case DType::kQ4_0: {
+        const int64_t nb = n_in / kQK;
+        q8_.resize(n_tokens * n_in);
+        d_.resize(n_tokens * nb);
+        s_.resize(n_tokens * nb);
+        const bool interleave = type == DType::kQ4_0 && k_->q4_0_pair_interleave;
+        auto quantize = [&](int64_t begin, int64_t end) {
+          for (int64_t t = begin; t < end; ++t) {
+            QuantizeQ8(x + t * n_in, n_in, interleave, q8_.data() + t * n_in, d_.data() + t * nb,
+                       s_.data() + t * nb);
+          }
+        };
+        if (n_tokens >= 4) {
+          pool_.ParallelFor(n_tokens, quantize);
+        } else {
+          quantize(0, n_tokens);
+        }
+        px->q8 = q8_.data();
+        px->d = d_.data();
+        px->s = s_.data();
+        return;
+      }
+      case DType::kQ4_K:
+      case DType::kQ6_K: {
+        const int64_t nb = n_in / kQKK;
+        q8k_.resize(n_tokens * nb);
+        auto quantize = [&](int64_t begin, int64_t end) {
+          for (int64_t t = begin; t < end; ++t) {
+            QuantizeRowQ8K(x + t * n_in, q8k_.data() + t * nb, n_in);
+          }
+        };
+        if (n_tokens >= 4) {
+          pool_.ParallelFor(n_tokens, quantize);
+        } else {
+          quantize(0, n_tokens);
+        }
+        px->q8k = q8k_.data();
+        return;
+      }
+      default:
+        WEFT_CHECK(false && "unsupported weight type");
+    }
+  }
+
+  const Isa isa_;
+  const IsaKernels* const k_;
+  ThreadPool pool_;
+  // Scratch reused across calls (no allocation in steady state).
+  std::vector<int8_t> q8_;
+  std::vector<float> d_, s_;
+  std::vector<BlockQ8_K> q8k_;
+  std::vector<std::vector<float>> scores_;  // [n_threads][max keys]
+  RopeParams inv_freq_params_;              // parameters inv_freq_ was computed for
+  std::vector<double> inv_freq_;
+  std::vector<float> cos_, sin_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> NewCpuBackend(Isa isa, const IsaKernels* kernels, int n_threads) {
+  return std::make_unique<CpuBackend>(isa, kernels, n_threads);
+}
+
+}  // namespace weft::kernels

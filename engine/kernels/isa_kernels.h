@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal: the per-instruction-set pieces of the CPU backend (dot products of one weight row
+// against prepared activations, f32 dot/axpy), one table per ISA level compiled with its own
+// flags. Tables are immutable; the functions are pure and may run on any thread.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/kernels/block_formats.h"
+#include "engine/kernels/dtype.h"
+
+namespace weft::kernels {
+
+// Activations prepared once per MatMul for the weight type's dot kernel.
+struct PreparedX {
+  int64_t n_in = 0;
+  const float* f32 = nullptr;      // [n_tokens, n_in] for F32/F16/BF16 weights
+  const int8_t* q8 = nullptr;      // [n_tokens, n_in] Q8 codes for Q8_0/Q4_0 (order: see below)
+  const float* d = nullptr;        // [n_tokens, n_in / 32] scale of each 32-block of codes
+  const float* s = nullptr;        // [n_tokens, n_in / 32] d * sum(codes) of each block
+  const BlockQ8_K* q8k = nullptr;  // [n_tokens, n_in / 256] for Q4_K/Q6_K weights
+};
+
+// Largest token tile a RowDotFn handles in one call (weights are unpacked once per tile).
+inline constexpr int kMaxTokenTile = 4;
+
+// y[t * y_stride] = dot(weight row, activations of token t0 + t) for t in [0, nt), 1 <= nt <= 4.
+using RowDotFn = void (*)(const void* w_row, const PreparedX& x, int64_t t0, int nt, float* y,
+                          int64_t y_stride);
+
+struct IsaKernels {
+  RowDotFn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k;
+  // Q4_0 activation codes are stored with each pair of blocks (2k, 2k+1) interleaved by 16-byte
+  // halves: [b0 0..15, b1 0..15, b0 16..31, b1 16..31] (matches the 512-bit nibble unpack).
+  bool q4_0_pair_interleave = false;
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float a, const float* x, int64_t n, float* y);  // y += a * x
+
+  RowDotFn For(DType t) const {
+    switch (t) {
+      case DType::kF32:
+        return dot_f32;
+      case DType::kF16:
+        return dot_f16;
+      case DType::kBF16:
+        return dot_bf16;
+      case DType::kQ8_0:
+        return dot_q8_0;
+      case DType::kQ4_0:
+        return dot_q4_0;
+      case DType::kQ4_K:
+        return dot_q4_k;
+      case DType::kQ6_K:
+        return dot_q6_k;
+      default:
+        return nullptr;
+    }
+  }
+};
+
+// Null when the level is not compiled in (non-x86 builds).
+const IsaKernels* Avx2Kernels();
+const IsaKernels* Avx512Kernels();      // AVX-512 F/BW/VL/DQ
+const IsaKernels* Avx512VnniKernels();  // plus VNNI (vpdpbusd)
+
+}  // namespace weft::kernels
