@@ -20,8 +20,19 @@
 namespace weft::model {
 
 enum class GgufType : uint32_t {
-  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
-  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
 };
 std::string_view GgufTypeName(GgufType t);
 
@@ -29,10 +40,10 @@ std::string_view GgufTypeName(GgufType t);
 // type and a view of the raw little-endian elements (strings are pre-split into views).
 struct GgufValue {
   GgufType type = GgufType::kUint8;
-  uint64_t u = 0;          // unsigned integer types, bool
-  int64_t i = 0;           // signed integer types
-  double f = 0;            // float32/float64
-  std::string_view str;    // kString
+  uint64_t u = 0;                         // unsigned integer types, bool
+  int64_t i = 0;                          // signed integer types
+  double f = 0;                           // float32/float64
+  std::string_view str;                   // kString
   GgufType elem_type = GgufType::kUint8;  // kArray: type of each element
   uint64_t n = 0;                         // kArray: element count
   const uint8_t* raw = nullptr;           // kArray of fixed-size elements: first element
@@ -45,8 +56,8 @@ struct GgufTensorInfo {
   kernels::DType type = kernels::DType::kF32;
   int n_dims = 0;
   std::array<int64_t, 4> ne = {1, 1, 1, 1};  // ne[0] is the innermost (row) dimension
-  uint64_t offset = 0;                        // from the start of the data section
-  const uint8_t* data = nullptr;              // into the mapping
+  uint64_t offset = 0;                       // from the start of the data section
+  const uint8_t* data = nullptr;             // into the mapping
   uint64_t nbytes = 0;
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };

@@ -40,8 +40,8 @@ struct RopeScaling {
   enum class Kind { kNone, kLinear, kLlama3 };
   Kind kind = Kind::kNone;
   float factor = 1.0f;
-  float low_freq_factor = 1.0f;   // llama3
-  float high_freq_factor = 4.0f;  // llama3
+  float low_freq_factor = 1.0f;      // llama3
+  float high_freq_factor = 4.0f;     // llama3
   int original_max_position = 8192;  // llama3
 };
 
@@ -66,12 +66,12 @@ struct ModelConfig {
 };
 
 struct LayerWeights {
-  Tensor attn_norm;           // [d_model] f32
-  Tensor wq, wk, wv, wo;      // wq [d_model -> n_heads*head_dim], wk/wv [d_model -> n_kv*head_dim]
-  Tensor bq, bk, bv;          // optional biases (Qwen2), f32
-  Tensor ffn_norm;            // [d_model] f32
-  Tensor w_gate, w_up;        // [d_model -> d_ff]
-  Tensor w_down;              // [d_ff -> d_model]
+  Tensor attn_norm;       // [d_model] f32
+  Tensor wq, wk, wv, wo;  // wq [d_model -> n_heads*head_dim], wk/wv [d_model -> n_kv*head_dim]
+  Tensor bq, bk, bv;      // optional biases (Qwen2), f32
+  Tensor ffn_norm;        // [d_model] f32
+  Tensor w_gate, w_up;    // [d_model -> d_ff]
+  Tensor w_down;          // [d_ff -> d_model]
 };
 
 struct ModelWeights {
@@ -79,7 +79,7 @@ struct ModelWeights {
   Tensor output_norm;  // [d_model]
   Tensor output;       // [d_model -> vocab]; same data as tok_embd when tied
   std::vector<LayerWeights> layers;
-  Tensor rope_freqs;   // optional [rope_dim / 2] frequency divisors (GGUF Llama-3 scaling)
+  Tensor rope_freqs;  // optional [rope_dim / 2] frequency divisors (GGUF Llama-3 scaling)
 };
 
 enum class ModelFormat { kGguf, kLlama2c, kHfSafetensors };
