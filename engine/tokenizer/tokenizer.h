@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Tokenizer: text <-> token ids. Implementations: SentencePiece-style (SPM, byte fallback), byte-level
-// BPE with pre-tokenizer regexes, llama2.c tokenizer.bin. Immutable after construction; Encode and
-// Decode may be called from any thread at once.
+// Tokenizer: text <-> token ids. Implementations: SentencePiece-style (SPM, byte fallback),
+// byte-level BPE with pre-tokenizer regexes, llama2.c tokenizer.bin. Immutable after construction;
+// Encode and Decode may be called from any thread at once.
 #pragma once
 
 #include <cstdint>
@@ -20,15 +20,16 @@ class Model;
 namespace weft::tokenizer {
 
 struct EncodeOptions {
-  bool add_bos = false;       // prepend BOS (callers usually pass Tokenizer::add_bos_default())
-  bool parse_special = false; // text such as "<|eot_id|>" becomes its special id; else plain text
+  bool add_bos = false;        // prepend BOS (callers usually pass Tokenizer::add_bos_default())
+  bool parse_special = false;  // text such as "<|eot_id|>" becomes its special id; else plain text
 };
 
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  virtual std::vector<int32_t> Encode(std::string_view text, const EncodeOptions& options) const = 0;
+  virtual std::vector<int32_t> Encode(std::string_view text,
+                                      const EncodeOptions& options) const = 0;
   // The bytes one token stands for in running text (SPM: "▁" becomes " ", <0x0A> becomes "\n").
   // `prev` is the preceding token or -1 at the start (SPM drops the leading space after BOS).
   virtual std::string DecodeToken(int32_t id, int32_t prev) const = 0;
