@@ -63,8 +63,8 @@ LiveRange LiveLogitRange(std::span<const float> logits) {
   for (; i + 4 <= logits.size(); i += 4) {
     Float4 x;
     std::memcpy(&x, logits.data() + i, sizeof(x));
-    hi = x > hi ? x : hi;                 // NaN compares false: ignored
-    lo = (x < lo) & (x > dead) ? x : lo;  // -inf and NaN ignored
+    hi = x > hi ? x : hi;                   // NaN compares false: ignored
+    lo = ((x < lo) & (x > dead)) ? x : lo;  // -inf and NaN ignored
   }
   LiveRange r = {kNegInf, kInf};
   for (int j = 0; j < 4; ++j) {

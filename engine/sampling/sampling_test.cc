@@ -117,6 +117,22 @@ TEST(SamplerTest, SelectTopKSkipsDeadLogits) {
   EXPECT_EQ(top[1].id, 3);
 }
 
+TEST(SamplerTest, NanLogitsAreIgnored) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Sampler greedy(SamplingParams::Greedy(), 11);
+  std::vector<float> logits = {nan, 1.0f, nan, 3.0f, nan, nan, nan, nan, nan, 2.0f, nan};
+  EXPECT_EQ(greedy.Sample(logits, {}, 0), 3);
+  SamplingParams params;
+  params.top_p = 0.99f;
+  params.seed = 4;
+  const std::vector<float> base = logits;
+  for (int k : {0, 2}) {
+    params.top_k = k;
+    std::vector<double> freq = Empirical(params, base, 500);
+    for (int i : {0, 2, 4, 5, 6, 7, 8, 10}) EXPECT_EQ(freq[i], 0.0) << i;
+  }
+}
+
 TEST(SamplerTest, LogitBiasBansAndForces) {
   SamplingParams params;
   params.seed = 1;
@@ -256,6 +272,39 @@ TEST(SamplerTest, UniformIsSplitMix64) {
     EXPECT_GE(u, 0.0);
     EXPECT_LT(u, 1.0);
   }
+}
+
+// Golden sequences: the logits are exact (integer arithmetic), the RNG and the exp are plain IEEE
+// float/integer code, so every machine and compiler must produce these tokens. A change here
+// breaks seeded reproducibility for users: only update with a note in the changelog.
+TEST(SamplerTest, GoldenSequencesAreStableAcrossMachines) {
+  auto run = [](const SamplingParams& params) {
+    const int v = 5000;
+    Sampler sampler(params, v);
+    std::vector<int32_t> out;
+    for (int step = 0; step < 16; ++step) {
+      std::vector<float> logits(v);
+      for (int i = 0; i < v; ++i) {
+        logits[i] = static_cast<float>((i * 7919 + step * 104729) % 1000) * 0.01f - 5.0f;
+      }
+      out.push_back(sampler.Sample(logits, out, 0));
+    }
+    return out;
+  };
+  SamplingParams plain;
+  plain.seed = 20261127;
+  EXPECT_EQ(run(plain), (std::vector<int32_t>{2285, 4738, 228, 1114, 2308, 4342, 3772, 3867, 1567,
+                                              3345, 4152, 877, 3591, 81, 3694, 3345}));
+  SamplingParams llama = SamplingParams::LlamaCppDefaults();
+  llama.seed = 20261127;
+  EXPECT_EQ(run(llama), (std::vector<int32_t>{1284, 577, 1339, 3669, 2320, 2292, 3980, 4989, 1035,
+                                              7, 1337, 1741, 1034, 438, 2052, 4740}));
+  SamplingParams nucleus = plain;
+  nucleus.top_p = 0.9f;
+  nucleus.temperature = 0.7f;
+  nucleus.min_p = 0.01f;
+  EXPECT_EQ(run(nucleus), (std::vector<int32_t>{2285, 4738, 229, 1115, 2309, 4342, 3771, 3878, 1567,
+                                                3353, 4152, 877, 3602, 80, 3694, 3345}));
 }
 
 TEST(SamplerTest, EmpiricalDistributionMatchesSoftmaxWithTemperature) {
