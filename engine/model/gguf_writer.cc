@@ -124,6 +124,10 @@ void GgufWriter::SetSerialized(std::string_view key, std::string bytes) {
   kv_.emplace_back(std::string(key), std::move(bytes));
 }
 
+void GgufWriter::Erase(std::string_view key) {
+  std::erase_if(kv_, [&](const auto& kv) { return kv.first == key; });
+}
+
 void GgufWriter::SetU8(std::string_view k, uint8_t v) {
   SetSerialized(k, Scalar(GgufType::kUint8, v));
 }

@@ -45,6 +45,8 @@ class GgufWriter {
   void SetArray(std::string_view key, GgufType elem, const void* raw, uint64_t n);
   // Any value as GgufFile parses it, nested arrays included (copies metadata between files).
   void SetValue(std::string_view key, const GgufValue& v);
+  // Removes a key if present.
+  void Erase(std::string_view key);
   // Sets general.alignment (a power of two) and pads tensor data to it. Default 32, unwritten.
   void SetAlignment(uint32_t alignment);
 

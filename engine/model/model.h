@@ -13,10 +13,9 @@
 #include "absl/status/statusor.h"
 #include "base/mmap_file.h"
 #include "engine/kernels/dtype.h"
+#include "engine/model/gguf.h"  // complete type: Model owns a unique_ptr<GgufFile>
 
 namespace weft::model {
-
-class GgufFile;
 
 // A view of one weight tensor. ne[0] is the innermost dimension: a matrix used as y = W x has
 // ne[0] = n_in (row length) and ne[1] = n_out (rows). Quantized rows are blocked along ne[0].
