@@ -23,8 +23,12 @@ inline uint32_t ToBits(float f) {
   return w;
 }
 
-// Round half to even, like ggml's nearest_int (default FP rounding mode).
-inline int NearestInt(float v) { return static_cast<int>(std::nearbyint(v)); }
+// Round half to even for |v| < 2^22 (ggml's nearest_int): adding 1.5 * 2^23 leaves the rounded
+// integer in the low mantissa bits. Inline, unlike a libm nearbyint call.
+inline int NearestInt(float v) {
+  const float f = v + 12582912.0f;
+  return static_cast<int>(ToBits(f) & 0x007FFFFF) - 0x00400000;
+}
 
 void DequantizeQ4_0(const BlockQ4_0* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {

@@ -18,38 +18,6 @@ namespace {
 // the prompt passes over it (the reuse that makes prefill fast).
 constexpr int64_t kRowBlock = 16;
 
-// Q8 codes of one token's activations in blocks of 32: d = max|x| / 127, q = round(x / d).
-void QuantizeQ8(const float* x, int64_t n, bool pair_interleave, int8_t* q, float* d, float* s) {
-  const int64_t nb = n / kQK;
-  for (int64_t b = 0; b < nb; ++b) {
-    const float* xb = x + b * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float db = amax / 127.0f;
-    const float id = db != 0.0f ? 1.0f / db : 0.0f;
-    int sum = 0;
-    int8_t* qb = q + b * kQK;
-    for (int j = 0; j < kQK; ++j) {
-      const int v = static_cast<int>(std::nearbyint(xb[j] * id));
-      qb[j] = static_cast<int8_t>(v);
-      sum += v;
-    }
-    d[b] = db;
-    s[b] = db * static_cast<float>(sum);
-  }
-  if (pair_interleave) {
-    for (int64_t b = 0; b + 1 < nb; b += 2) {
-      int8_t tmp[2 * kQK];
-      int8_t* p = q + b * kQK;
-      std::memcpy(tmp + 0, p + 0, 16);
-      std::memcpy(tmp + 16, p + 32, 16);
-      std::memcpy(tmp + 32, p + 16, 16);
-      std::memcpy(tmp + 48, p + 48, 16);
-      std::memcpy(p, tmp, sizeof(tmp));
-    }
-  }
-}
-
 class CpuBackend final : public Backend {
  public:
   CpuBackend(Isa isa, const IsaKernels* k, int n_threads)
@@ -246,8 +214,8 @@ class CpuBackend final : public Backend {
         const bool interleave = type == DType::kQ4_0 && k_->q4_0_pair_interleave;
         auto quantize = [&](int64_t begin, int64_t end) {
           for (int64_t t = begin; t < end; ++t) {
-            QuantizeQ8(x + t * n_in, n_in, interleave, q8_.data() + t * n_in, d_.data() + t * nb,
-                       s_.data() + t * nb);
+            k_->quantize_q8(x + t * n_in, n_in, interleave, q8_.data() + t * n_in,
+                            d_.data() + t * nb, s_.data() + t * nb);
           }
         };
         if (n_tokens >= 4) {
