@@ -48,8 +48,9 @@ class Sampler {
   // The random draw for generated token g = history.size() - n_prompt is the g-th output of
   // SplitMix64 seeded with params.seed, so a request resumed with the same history continues with
   // the same tokens. Returns kNoToken if every logit is -inf/NaN after bias and penalties.
-  // If `logprobs` is non-null, fills it from the raw logits (as passed in) with the sampled
-  // token's log-probability and the top params.top_logprobs alternatives.
+  // If `logprobs` is non-null, fills it from the logits as passed in (raw model output, plus any
+  // GenerationLimits mask) with the sampled token's log-probability and the top
+  // params.top_logprobs alternatives.
   int32_t Sample(std::span<float> logits, std::span<const int32_t> history, size_t n_prompt,
                  TokenLogprobs* logprobs = nullptr);
 
