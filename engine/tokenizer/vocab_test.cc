@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "engine/model/gguf.h"
 #include "engine/tokenizer/loaders.h"
 #include "gtest/gtest.h"
@@ -43,17 +42,15 @@ std::vector<std::string> ReadInputs(const std::string& path) {
 
 // .out: one line of space-separated ids per input (an empty line for the empty input).
 std::vector<std::vector<int32_t>> ReadOutputs(const std::string& path) {
-  const std::string text = ReadAll(path);
+  std::istringstream in(ReadAll(path));
   std::vector<std::vector<int32_t>> outs;
-  for (std::string_view line : absl::StrSplit(text, '\n')) outs.emplace_back();
-  if (!outs.empty()) outs.pop_back();  // after the final newline
-  size_t i = 0;
-  for (std::string_view line : absl::StrSplit(text, '\n')) {
-    if (i == outs.size()) break;
-    for (std::string_view tok : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
-      outs[i].push_back(std::stoi(std::string(tok)));
-    }
-    ++i;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::vector<int32_t> ids;
+    int32_t id;
+    while (ls >> id) ids.push_back(id);
+    outs.push_back(std::move(ids));
   }
   return outs;
 }
