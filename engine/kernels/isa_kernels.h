@@ -40,6 +40,10 @@ struct IsaKernels {
                       float* s);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, int64_t n, float* y);  // y += a * x
+  // out[i] = silu(gate[i]) * up[i]; out may alias gate.
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
+  // x[i] = exp(x[i] - max) in place; returns the sum (in double).
+  double (*exp_sub_sum)(float* x, int64_t n, float max);
 
   RowDotFn For(DType t) const {
     switch (t) {

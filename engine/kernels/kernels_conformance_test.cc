@@ -288,6 +288,14 @@ TEST_P(ConformanceTest, ElementwiseOps) {
     for (float x : got) sum += x;
     EXPECT_NEAR(sum, 1.0, 1e-5);
 
+    // Masked logits (-inf) get probability exactly 0.
+    got = a;
+    for (int64_t i = 0; i < n; i += 2) got[i] = -INFINITY;
+    if (n > 1) {
+      backend_->Softmax(got.data(), n);
+      for (int64_t i = 0; i < n; i += 2) ASSERT_EQ(got[i], 0.0f) << "softmax -inf " << i;
+    }
+
     got = b;
     want = b;
     reference_->Add(a.data(), n, want.data());

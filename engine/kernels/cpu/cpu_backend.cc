@@ -144,14 +144,9 @@ class CpuBackend final : public Backend {
           score[j] = k_->dot(qh, k_cache + j * kv_stride + kv_off, p.head_dim) * p.scale;
           max = std::max(max, score[j]);
         }
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          score[j] = std::exp(score[j] - max);
-          sum += score[j];
-        }
+        const float inv = static_cast<float>(1.0 / k_->exp_sub_sum(score, n_keys, max));
         float* o = out + item * p.head_dim;
         std::memset(o, 0, p.head_dim * sizeof(float));
-        const float inv = 1.0f / sum;
         for (int64_t j = 0; j < n_keys; ++j) {
           k_->axpy(score[j] * inv, v_cache + j * kv_stride + kv_off, p.head_dim, o);
         }
@@ -165,21 +160,13 @@ class CpuBackend final : public Backend {
   }
 
   void SiluMul(const float* gate, const float* up, int64_t n, float* out) override {
-    for (int64_t i = 0; i < n; ++i) {
-      const float g = gate[i];
-      out[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
+    k_->silu_mul(gate, up, n, out);
   }
 
   void Softmax(float* x, int64_t n) override {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      x[i] = std::exp(x[i] - max);
-      sum += x[i];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
+    const float inv = static_cast<float>(1.0 / k_->exp_sub_sum(x, n, max));
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
   }
 
