@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_join.h"
 #include "engine/model/gguf.h"
+#include "engine/tokenizer/hf_tokenizer_json.h"
 #include "engine/tokenizer/loaders.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -129,6 +130,124 @@ INSTANTIATE_TEST_SUITE_P(Ggml, VocabVectors, ::testing::ValuesIn(kCases), [](con
   }
   return n;
 });
+
+
+// The same vectors through the HF tokenizer.json path: each BPE GGUF vocabulary is rewritten as the
+// tokenizer.json its model ships (HF's original pre-tokenizer regexes with (?i:...), merges as
+// "a b" strings or [a, b] pairs), loaded with ParseHfTokenizerJson, and must give the same ids.
+struct HfCase {
+  std::string name;
+  nlohmann::json pre_tokenizer;
+  bool ignore_merges;
+  bool pair_merges;
+};
+
+nlohmann::json SplitThenByteLevel(const std::string& regex) {
+  return {{"type", "Sequence"},
+          {"pretokenizers",
+           nlohmann::json::array(
+               {{{"type", "Split"},
+                 {"pattern", {{"Regex", regex}}},
+                 {"behavior", "Isolated"},
+                 {"invert", false}},
+                {{"type", "ByteLevel"},
+                 {"add_prefix_space", false},
+                 {"trim_offsets", true},
+                 {"use_regex", false}}})}};
+}
+
+std::vector<HfCase> HfCases() {
+  return {
+      {"llama-bpe",
+       SplitThenByteLevel(
+           R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"),
+       true, false},
+      {"qwen2",
+       SplitThenByteLevel(
+           R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"),
+       false, true},
+      {"gpt-2",
+       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+        {"use_regex", true}},
+       false, false},
+  };
+}
+
+std::string ToTokenizerJson(const Vocab& v, const HfCase& c) {
+  nlohmann::json vocab = nlohmann::json::object();
+  nlohmann::json added = nlohmann::json::array();
+  for (int32_t id = 0; id < v.size(); ++id) {
+    const uint16_t attr = v.attr(id);
+    if (attr & (kAttrControl | kAttrUserDefined)) {
+      added.push_back({{"id", id},
+                       {"content", v.tokens[id]},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", (attr & kAttrControl) != 0}});
+    } else {
+      vocab[v.tokens[id]] = id;
+    }
+  }
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& [a, b] : v.merges) {
+    merges.push_back(c.pair_merges ? nlohmann::json::array({a, b}) : nlohmann::json(a + " " + b));
+  }
+  nlohmann::json j = {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", c.pre_tokenizer},
+      {"post_processor", {{"type", "ByteLevel"}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", c.ignore_merges},
+        {"vocab", vocab},
+        {"merges", merges}}},
+  };
+  return j.dump();
+}
+
+class HfJsonVectors : public ::testing::TestWithParam<HfCase> {};
+
+TEST_P(HfJsonVectors, SameIdsAsTheGgufVocab) {
+  const HfCase& c = GetParam();
+  const std::string base = "vocab/ggml-vocab-" + c.name + ".gguf";
+  auto gguf = model::GgufFile::Open(weft::testing::RequireTestData(base));
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto gguf_vocab = VocabFromGguf(**gguf);
+  ASSERT_TRUE(gguf_vocab.ok()) << gguf_vocab.status();
+  auto vocab = ParseHfTokenizerJson(ToTokenizerJson(*gguf_vocab, c), "", "", c.name + ".json");
+  ASSERT_TRUE(vocab.ok()) << vocab.status();
+  auto tok = TokenizerFromVocab(*std::move(vocab));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->vocab_size(), gguf_vocab->size());
+  const auto inputs = ReadInputs(weft::testing::RequireTestData(base + ".inp"));
+  const auto outputs = ReadOutputs(weft::testing::RequireTestData(base + ".out"));
+  ASSERT_EQ(inputs.size(), outputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::vector<int32_t> ids = (*tok)->Encode(inputs[i], {.add_bos = false});
+    EXPECT_EQ(ids, outputs[i]) << c.name << " input #" << i << " " << Escape(inputs[i])
+                               << "\n  expected: " << absl::StrJoin(outputs[i], " ")
+                               << "\n  actual:   " << absl::StrJoin(ids, " ");
+    EXPECT_EQ((*tok)->Decode(ids), inputs[i]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ggml, HfJsonVectors, ::testing::ValuesIn(HfCases()),
+                         [](const auto& info) {
+                           std::string n = info.param.name;
+                           for (char& ch : n) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace weft::tokenizer
