@@ -22,10 +22,11 @@ std::string RequireTestData(const std::string& relative) {
   std::filesystem::path p = std::filesystem::path(TestDataDir()) / relative;
   std::error_code ec;
   if (!std::filesystem::exists(p, ec)) {
-    std::fprintf(stderr,
-                 "\n*** MISSING TEST DATA: %s\n*** This test needs ../shared (set WEFT_TEST_DATA to "
-                 "the directory holding models/, vocab/, chat-templates/). CI has it.\n\n",
-                 p.string().c_str());
+    std::fprintf(
+        stderr,
+        "\n*** MISSING TEST DATA: %s\n*** This test needs ../shared (set WEFT_TEST_DATA to "
+        "the directory holding models/, vocab/, chat-templates/). CI has it.\n\n",
+        p.string().c_str());
     std::exit(2);
   }
   return std::filesystem::absolute(p).string();

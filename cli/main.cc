@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `weft` binary: dispatches to a verb. Argument parsing and wiring only.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: weft <command> [args]\n"
+    "\n"
+    "  generate MODEL [--tokenizer FILE] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+    "                 [--min-p P] [--seed S] [--threads N] [--stop S]... [--ignore-eos]\n"
+    "  model inspect MODEL\n"
+    "  model tokenize MODEL TEXT [--bos] [--special]\n"
+    "  model detokenize MODEL ID...\n"
+    "  model synth --shape llama-1b|llama-110m --type q8_0|q4_0|f16 --vocab VOCAB.gguf -o OUT\n"
+    "  bench MODEL [-p 512] [-n 128] [--threads N] [-r 5]\n"
+    "\n"
+    "MODEL is a GGUF file, a llama2.c .bin checkpoint (with --tokenizer tokenizer.bin), or a\n"
+    "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0 ||
+      std::strcmp(argv[1], "help") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string verb = argv[1];
+  if (verb == "generate") return weft::cli::GenerateCommand(argc, argv);
+  if (verb == "model") return weft::cli::ModelCommand(argc, argv);
+  if (verb == "bench") return weft::cli::BenchCommand(argc, argv);
+  std::fprintf(stderr, "weft: unknown command '%s'\n\n%s", verb.c_str(), kUsage);
+  return 2;
+}
