@@ -39,7 +39,9 @@ absl::StatusOr<std::unique_ptr<LlamaForward>> LlamaForward::Create(const Model& 
   }
   auto f = std::unique_ptr<LlamaForward>(new LlamaForward(model, options));
   int n_ctx = options.n_ctx;
-  if (n_ctx <= 0) n_ctx = c.max_ctx > 0 ? std::min(c.max_ctx, 4096) : 2048;
+  // Default as llama.cpp: the trained context, at least 512 (tiny models declare less than their
+  // tests run) and at most 4096 (a 128K-context model would otherwise reserve gigabytes of KV).
+  if (n_ctx <= 0) n_ctx = std::clamp(c.max_ctx, 512, 4096);
   f->n_ctx_ = n_ctx;
   f->n_batch_ = std::min(options.n_batch, n_ctx);
   f->backend_ = kernels::Backend::Create({options.isa, options.n_threads});

@@ -17,7 +17,7 @@
 namespace weft::model {
 
 struct ForwardOptions {
-  int n_ctx = 0;      // KV cache length in tokens; 0 = the model's max_ctx capped at 4096
+  int n_ctx = 0;      // KV cache length in tokens; 0 = the model's max_ctx clamped to [512, 4096]
   int n_batch = 512;  // most tokens per forward step (longer prompts are chunked)
   int n_threads = 1;
   kernels::Isa isa = kernels::BestIsa();
