@@ -11,7 +11,7 @@ namespace {
 
 bool IsLlama3Pre(std::string_view pre) {
   return pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" ||
-         pre == "pixtral";
+         pre == "pixtral" || pre == "tekken";
 }
 
 }  // namespace

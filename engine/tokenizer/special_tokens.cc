@@ -29,14 +29,26 @@ void SpecialTokenMatcher::Partition(std::string_view text, bool parse_special,
   out->push_back({-1, text});
   if (!parse_special && !any_user_defined_) return;
 
-  // Which bytes occur at all: skips most candidates without scanning the text for them.
+  // Which bytes and byte pairs occur at all: skips most candidates (e.g. Qwen2's 290 "[PAD...]"
+  // tokens) without scanning the text for each of them.
   bool present[256] = {};
   for (char c : text) present[static_cast<uint8_t>(c)] = true;
+  std::vector<uint64_t> pairs(65536 / 64, 0);
+  for (size_t i = 0; i + 1 < text.size(); ++i) {
+    const uint32_t p = static_cast<uint8_t>(text[i]) << 8 | static_cast<uint8_t>(text[i + 1]);
+    pairs[p >> 6] |= uint64_t{1} << (p & 63);
+  }
+  auto may_occur = [&](std::string_view t) {
+    if (!present[static_cast<uint8_t>(t[0])]) return false;
+    if (t.size() < 2) return true;
+    const uint32_t p = static_cast<uint8_t>(t[0]) << 8 | static_cast<uint8_t>(t[1]);
+    return (pairs[p >> 6] >> (p & 63) & 1) != 0;
+  };
 
   std::vector<Fragment> next;
   for (const Candidate& cand : candidates_) {
     if (!parse_special && (cand.attr & (kAttrControl | kAttrUnknown))) continue;
-    if (!present[static_cast<uint8_t>(cand.text[0])]) continue;
+    if (!may_occur(cand.text)) continue;
     bool found_any = false;
     next.clear();
     for (const Fragment& frag : *out) {

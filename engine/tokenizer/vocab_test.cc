@@ -131,7 +131,6 @@ INSTANTIATE_TEST_SUITE_P(Ggml, VocabVectors, ::testing::ValuesIn(kCases), [](con
   return n;
 });
 
-
 // The same vectors through the HF tokenizer.json path: each BPE GGUF vocabulary is rewritten as the
 // tokenizer.json its model ships (HF's original pre-tokenizer regexes with (?i:...), merges as
 // "a b" strings or [a, b] pairs), loaded with ParseHfTokenizerJson, and must give the same ids.
@@ -144,16 +143,14 @@ struct HfCase {
 
 nlohmann::json SplitThenByteLevel(const std::string& regex) {
   return {{"type", "Sequence"},
-          {"pretokenizers",
-           nlohmann::json::array(
-               {{{"type", "Split"},
-                 {"pattern", {{"Regex", regex}}},
-                 {"behavior", "Isolated"},
-                 {"invert", false}},
-                {{"type", "ByteLevel"},
-                 {"add_prefix_space", false},
-                 {"trim_offsets", true},
-                 {"use_regex", false}}})}};
+          {"pretokenizers", nlohmann::json::array({{{"type", "Split"},
+                                                    {"pattern", {{"Regex", regex}}},
+                                                    {"behavior", "Isolated"},
+                                                    {"invert", false}},
+                                                   {{"type", "ByteLevel"},
+                                                    {"add_prefix_space", false},
+                                                    {"trim_offsets", true},
+                                                    {"use_regex", false}}})}};
 }
 
 std::vector<HfCase> HfCases() {
@@ -167,9 +164,12 @@ std::vector<HfCase> HfCases() {
            R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"),
        false, true},
       {"gpt-2",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", true},
         {"use_regex", true}},
-       false, false},
+       false,
+       false},
   };
 }
 
@@ -240,14 +240,13 @@ TEST_P(HfJsonVectors, SameIdsAsTheGgufVocab) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Ggml, HfJsonVectors, ::testing::ValuesIn(HfCases()),
-                         [](const auto& info) {
-                           std::string n = info.param.name;
-                           for (char& ch : n) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Ggml, HfJsonVectors, ::testing::ValuesIn(HfCases()), [](const auto& info) {
+  std::string n = info.param.name;
+  for (char& ch : n) {
+    if (ch == '-') ch = '_';
+  }
+  return n;
+});
 
 }  // namespace
 }  // namespace weft::tokenizer
