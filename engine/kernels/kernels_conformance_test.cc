@@ -179,6 +179,8 @@ RopeParams Llama3Rope() {
   return p;
 }
 
+constexpr float kFreqFactors[8] = {1.0f, 1.0f, 1.5f, 2.0f, 4.0f, 8.0f, 8.0f, 8.0f};
+
 TEST_P(ConformanceTest, Rope) {
   std::vector<RopeParams> cases;
   for (RopeMode mode : {RopeMode::kAdjacentPairs, RopeMode::kHalves}) {
@@ -195,6 +197,9 @@ TEST_P(ConformanceTest, Rope) {
     p.head_dim = p.rope_dim = 16;
     p.linear_factor = 4.0f;
     p.mode = mode;
+    cases.push_back(p);
+    p.linear_factor = 1.0f;
+    p.freq_factors = kFreqFactors;  // GGUF rope_freqs
     cases.push_back(p);
   }
   const int n_heads = 3;
@@ -368,6 +373,11 @@ TEST(ReferenceTest, Llama3InvFreqMatchesHfFormula) {
   lin.rope_dim = 64;
   lin.linear_factor = 2.0f;
   EXPECT_DOUBLE_EQ(RopeInvFreq(lin, 5), std::pow(10000.0, -10.0 / 64) / 2.0);
+  // GGUF rope_freqs divide the frequency (llama.cpp: theta / freq_factor) and replace llama3.
+  std::vector<float> factors(32, 3.0f);
+  RopeParams ff = Llama3Rope();
+  ff.freq_factors = factors.data();
+  EXPECT_DOUBLE_EQ(RopeInvFreq(ff, 7), std::pow(500000.0, -14.0 / 64) / 3.0);
 }
 
 TEST(ReferenceTest, RopeLayoutsRotateTheDocumentedPairs) {

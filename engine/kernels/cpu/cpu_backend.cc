@@ -17,6 +17,7 @@ namespace {
 // Output rows per unit of work: a block of weight rows stays in cache while every token tile of
 // the prompt passes over it (the reuse that makes prefill fast).
 constexpr int64_t kRowBlock = 16;
+constexpr int64_t kMinParallelMacs = 64 * 1024;
 
 class CpuBackend final : public Backend {
  public:
@@ -60,7 +61,8 @@ class CpuBackend final : public Backend {
         }
       }
     };
-    if (n_chunks == 1) {
+    // Below ~64K multiply-adds a wake-up of the pool costs more than the work.
+    if (n_chunks == 1 || n_in * n_out * n_tokens < kMinParallelMacs) {
       work(0, 1);
     } else {
       pool_.Run(work);
@@ -82,15 +84,18 @@ class CpuBackend final : public Backend {
             const RopeParams& p) override {
     WEFT_CHECK(p.rope_dim % 2 == 0 && p.rope_dim <= p.head_dim);
     const int half = p.rope_dim / 2;
+    // The frequencies depend only on the parameters: recompute them when those change.
+    factors_.assign(p.freq_factors, p.freq_factors != nullptr ? p.freq_factors + half : nullptr);
     if (inv_freq_params_.rope_dim != p.rope_dim || inv_freq_params_.freq_base != p.freq_base ||
         inv_freq_params_.llama3_factor != p.llama3_factor ||
         inv_freq_params_.llama3_low_freq_factor != p.llama3_low_freq_factor ||
         inv_freq_params_.llama3_high_freq_factor != p.llama3_high_freq_factor ||
         inv_freq_params_.llama3_original_max_position != p.llama3_original_max_position ||
-        inv_freq_params_.linear_factor != p.linear_factor) {
+        inv_freq_params_.linear_factor != p.linear_factor || inv_freq_factors_ != factors_) {
       inv_freq_.resize(half);
       for (int i = 0; i < half; ++i) inv_freq_[i] = RopeInvFreq(p, i);
       inv_freq_params_ = p;
+      inv_freq_factors_ = factors_;
     }
     cos_.resize(half);
     sin_.resize(half);
@@ -244,8 +249,9 @@ class CpuBackend final : public Backend {
   std::vector<int8_t> q8_;
   std::vector<float> d_, s_;
   std::vector<BlockQ8_K> q8k_;
-  std::vector<std::vector<float>> scores_;  // [n_threads][max keys]
-  RopeParams inv_freq_params_;              // parameters inv_freq_ was computed for
+  std::vector<std::vector<float>> scores_;         // [n_threads][max keys]
+  RopeParams inv_freq_params_;                     // parameters inv_freq_ was computed for
+  std::vector<float> factors_, inv_freq_factors_;  // p.freq_factors now / for inv_freq_
   std::vector<double> inv_freq_;
   std::vector<float> cos_, sin_;
 };

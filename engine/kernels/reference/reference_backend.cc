@@ -12,6 +12,7 @@ namespace weft::kernels {
 
 double RopeInvFreq(const RopeParams& p, int i) {
   const double inv_freq = std::pow(static_cast<double>(p.freq_base), -2.0 * i / p.rope_dim);
+  if (p.freq_factors != nullptr) return inv_freq / p.freq_factors[i] / p.linear_factor;
   if (p.llama3_factor > 1.0f) {
     // HF transformers _compute_llama3_parameters (== llama.cpp's rope_freqs factors).
     const double factor = p.llama3_factor;

@@ -11,8 +11,9 @@ namespace weft::kernels {
 
 std::unique_ptr<Backend> NewReferenceBackend();
 
-// Rotation frequency of pair i (0 <= i < rope_dim / 2) after Llama-3 or linear scaling, in
-// radians per position; computed in double exactly as HF's _compute_llama3_parameters.
+// Rotation frequency of pair i (0 <= i < rope_dim / 2) after freq_factors, Llama-3 or linear
+// scaling, in radians per position; computed in double exactly as HF's
+// _compute_llama3_parameters (llama3) and llama.cpp's theta / freq_factor (freq_factors).
 double RopeInvFreq(const RopeParams& p, int i);
 
 }  // namespace weft::kernels
