@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The synthesizer writes GGUFs that load, with the shape's config, the vocab's tokenizer
 // metadata, Llama-3 rope factors and N(0, 0.02) weights; the same seed gives the same file.
+#include "engine/model/synth.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -9,7 +11,6 @@
 #include "engine/kernels/kernels.h"
 #include "engine/model/gguf.h"
 #include "engine/model/model.h"
-#include "engine/model/synth.h"
 #include "gtest/gtest.h"
 #include "testing/test_data.h"
 
@@ -95,9 +96,9 @@ TEST_F(SynthTest, TinyQ8_0LoadsWithShapeVocabAndRopeFactors) {
   double sum = 0, sum2 = 0;
   int64_t n = 0;
   for (int64_t r = 0; r < wq.rows(); ++r) {
-    kernels::DequantizeRow(wq.type,
-                           static_cast<const uint8_t*>(wq.data) + r * kernels::RowBytes(wq.type, wq.ne[0]),
-                           row.data(), wq.ne[0]);
+    kernels::DequantizeRow(
+        wq.type, static_cast<const uint8_t*>(wq.data) + r * kernels::RowBytes(wq.type, wq.ne[0]),
+        row.data(), wq.ne[0]);
     for (float x : row) {
       sum += x;
       sum2 += double{x} * x;
