@@ -91,10 +91,12 @@ absl::Status FinalizeSpecialTokens(Vocab& vocab, const std::string& model_name,
   }
   for (std::string_view t : kEogTexts) {
     auto it = by_text.find(t);
-    if (it != by_text.end()) {
-      eog.push_back(it->second);
-      force_control(it->second);
-    }
+    if (it == by_text.end()) continue;
+    // Recent llama.cpp lists "</s>" for PaddleOCR; in Qwen2's vocabulary it is an ordinary BPE
+    // token (id 128247) that must stay text, so a NORMAL "</s>" is left alone.
+    if (t == "</s>" && vocab.attrs[it->second] == kAttrNormal) continue;
+    eog.push_back(it->second);
+    force_control(it->second);
   }
   for (int32_t id : {vocab.eos_id, vocab.eot_id, vocab.eom_id}) {
     if (id >= 0) eog.push_back(id);

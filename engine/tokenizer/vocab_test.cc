@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_join.h"
 #include "engine/model/gguf.h"
+#include "engine/tokenizer/decoding.h"
 #include "engine/tokenizer/hf_tokenizer_json.h"
 #include "engine/tokenizer/loaders.h"
 #include "gtest/gtest.h"
@@ -78,10 +79,12 @@ struct VocabCase {
   std::set<std::string> not_lossless;
 };
 
-// SPM (add_space_prefix): the encoder prefixes "▁" and Decode drops one leading space, so an input
-// that starts with a space round-trips. Not lossless are inputs whose leading whitespace handling
-// differs: none among these vectors. BPE vocabularies are byte-exact. The lists below are asserted
-// exactly: an input that newly fails or newly passes the round trip fails the test.
+// Every input of these vectors round-trips: BPE decoding is the exact byte concatenation (no
+// clean_up_tokenization_spaces), and for SPM the encoder's add_space_prefix "▁" is dropped
+// again by Decode (one leading space at the start / after BOS), so even " ", "  Hello" and "\t"
+// come back unchanged; the inputs hold no characters that need byte fallback beyond what decodes
+// to the same bytes. The sets below are asserted exactly: an input that stops (or starts)
+// round-tripping fails the test.
 const VocabCase kCases[] = {
     {"llama-spm", {}}, {"phi-3", {}}, {"llama-bpe", {}}, {"gpt-2", {}}, {"qwen2", {}},
 };
@@ -247,6 +250,84 @@ INSTANTIATE_TEST_SUITE_P(Ggml, HfJsonVectors, ::testing::ValuesIn(HfCases()), []
   }
   return n;
 });
+
+struct SpecialCase {
+  std::string name;
+  bool add_bos;
+  int32_t bos;
+  int32_t eos;
+  std::vector<int32_t> eog;
+};
+
+class VocabSpecials : public ::testing::TestWithParam<SpecialCase> {};
+
+TEST_P(VocabSpecials, IdsFlagsAndEndOfGeneration) {
+  const SpecialCase& c = GetParam();
+  auto gguf =
+      model::GgufFile::Open(weft::testing::RequireTestData("vocab/ggml-vocab-" + c.name + ".gguf"));
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto tok = LoadGgufTokenizer(**gguf);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->add_bos_default(), c.add_bos);
+  EXPECT_EQ((*tok)->bos_id(), c.bos);
+  EXPECT_EQ((*tok)->eos_id(), c.eos);
+  EXPECT_EQ(EndOfGenerationIds(**tok), c.eog);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Ggml, VocabSpecials,
+    ::testing::Values(SpecialCase{"llama-spm", true, 1, 2, {2}},
+                      SpecialCase{"phi-3", true, 1, 32000, {2, 32000, 32007}},
+                      SpecialCase{"llama-bpe", true, 128000, 128001, {128001, 128009}},
+                      SpecialCase{"gpt-2", false, 50256, 50256, {50256}},
+                      SpecialCase{"qwen2", false, 151643, 151643, {151643, 151645}}),
+    [](const auto& info) {
+      std::string n = info.param.name;
+      for (char& ch : n) {
+        if (ch == '-') ch = '_';
+      }
+      return n;
+    });
+
+// parse_special: chat-template control tokens become their ids and split the text around them;
+// with it off the same text is plain text.
+TEST(VocabSpecialParsing, Llama3ChatHeader) {
+  auto gguf =
+      model::GgufFile::Open(weft::testing::RequireTestData("vocab/ggml-vocab-llama-bpe.gguf"));
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto tok = LoadGgufTokenizer(**gguf);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const Tokenizer& t = **tok;
+  const std::string text = "<|start_header_id|>user<|end_header_id|>\n\nhi there<|eot_id|>";
+  std::vector<int32_t> expected = {128000, 128006};
+  for (int32_t id : t.Encode("user", {})) expected.push_back(id);
+  expected.push_back(128007);
+  for (int32_t id : t.Encode("\n\nhi there", {})) expected.push_back(id);
+  expected.push_back(128009);
+  EXPECT_EQ(t.Encode(text, {.add_bos = true, .parse_special = true}), expected);
+  const std::vector<int32_t> plain = t.Encode(text, {});
+  for (int32_t id : plain) EXPECT_LT(id, 128000);
+  EXPECT_EQ(t.Decode(plain), text);
+  EXPECT_EQ(t.Decode(expected), "user\n\nhi there");  // control tokens decode to ""
+  EXPECT_EQ(t.TokenText(128009), "<|eot_id|>");
+}
+
+TEST(VocabSpecialParsing, Phi3SpecialTokensStripSpacesOnTheirRight) {
+  auto gguf = model::GgufFile::Open(weft::testing::RequireTestData("vocab/ggml-vocab-phi-3.gguf"));
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto tok = LoadGgufTokenizer(**gguf);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const Tokenizer& t = **tok;
+  // llama.cpp: phi-3 special tokens have rstrip, so "\n" after <|user|> is dropped, and the text
+  // after a special token gets the SPM space prefix.
+  EXPECT_EQ(t.Encode("<|user|>\nHi<|end|>", {.parse_special = true}),
+            t.Encode("<|user|>Hi<|end|>", {.parse_special = true}));
+  const std::vector<int32_t> ids = t.Encode("<|user|>\nHi<|end|>", {.parse_special = true});
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 32010);
+  EXPECT_EQ(ids.back(), 32007);
+  EXPECT_EQ(t.Decode(ids), "Hi");
+}
 
 }  // namespace
 }  // namespace weft::tokenizer
