@@ -3,6 +3,7 @@
 // from the GGUF file and from the llama2.c checkpoint + tokenizer.bin, on every instruction-set
 // level this CPU has, with the prompt run as one batch and token by token.
 #include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ struct Case {
   kernels::Isa isa;
   bool batched_prompt;
 };
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.file << " " << kernels::IsaName(c.isa) << (c.batched_prompt ? " batched" : " stepwise");
+}
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   std::string name = info.param.file.find(".gguf") != std::string::npos ? "gguf" : "llama2c";
