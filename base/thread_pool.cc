@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -29,12 +30,16 @@ namespace {
 constexpr auto kSpin = std::chrono::microseconds(300);
 }  // namespace
 
-// Protocol: the caller publishes `job` and bumps `generation` (seq_cst); each worker runs the job
-// once per generation and decrements `pending`; the caller waits for pending == 0. A worker that
+// Protocol: the caller publishes `job` and bumps `generation` (seq_cst). Each thread index i >= 1
+// is claimed once per generation by a CAS of claimed[i] to the generation: normally by worker i,
+// but after running index 0 the caller claims and runs every index whose worker has not shown up
+// yet (descheduled on a busy machine, or still waking), so a late worker never stalls the step.
+// Whoever ran an index decrements `pending`; the caller waits for pending == 0. A worker that
 // found no work for kSpin sleeps on `cv`; `sleeping` tells the caller whether to notify.
 struct ThreadPool::State {
   int n_threads = 1;
   std::vector<std::thread> workers;
+  std::unique_ptr<std::atomic<uint64_t>[]> claimed;  // [n_threads] last generation claimed
   std::atomic<uint64_t> generation{0};
   std::atomic<int> pending{0};
   std::atomic<int> sleeping{0};
@@ -69,15 +74,25 @@ struct ThreadPool::State {
       }
       if (stop.load(std::memory_order_acquire)) return;
       seen = gen;
-      (*job)(index, n_threads);
-      pending.fetch_sub(1, std::memory_order_acq_rel);
+      if (Claim(index, gen)) {
+        (*job)(index, n_threads);
+        pending.fetch_sub(1, std::memory_order_acq_rel);
+      }
     }
+  }
+
+  // True for exactly one caller per (index, generation).
+  bool Claim(int index, uint64_t gen) {
+    uint64_t c = claimed[index].load(std::memory_order_acquire);
+    return c < gen && claimed[index].compare_exchange_strong(c, gen, std::memory_order_acq_rel);
   }
 };
 
 ThreadPool::ThreadPool(int n_threads) : state_(new State) {
   WEFT_CHECK(n_threads >= 1);
   state_->n_threads = n_threads;
+  state_->claimed = std::make_unique<std::atomic<uint64_t>[]>(n_threads);
+  for (int i = 0; i < n_threads; ++i) state_->claimed[i].store(0);
   state_->workers.reserve(n_threads - 1);
   for (int i = 1; i < n_threads; ++i) {
     state_->workers.emplace_back([this, i] { state_->WorkerLoop(i); });
@@ -102,13 +117,20 @@ void ThreadPool::Run(const std::function<void(int thread_index, int n_threads)>&
   }
   s.job = &fn;
   s.pending.store(s.n_threads - 1, std::memory_order_relaxed);
-  s.generation.fetch_add(1);  // seq_cst: publishes job and pending before the workers see it
+  // seq_cst: publishes job and pending before the workers see the new generation.
+  const uint64_t gen = s.generation.fetch_add(1) + 1;
   if (s.sleeping.load() > 0) {
     // Taking the mutex orders this notify after any sleeper's predicate check (no lost wake-up).
     { std::lock_guard<std::mutex> lock(s.mu); }
     s.cv.notify_all();
   }
   fn(0, s.n_threads);
+  for (int i = 1; i < s.n_threads; ++i) {
+    if (s.Claim(i, gen)) {
+      fn(i, s.n_threads);
+      s.pending.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
   int iters = 0;
   while (s.pending.load(std::memory_order_acquire) != 0) {
     WEFT_CPU_RELAX();

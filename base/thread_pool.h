@@ -17,7 +17,9 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int n_threads() const;
-  // Runs fn(thread_index, n_threads) on every thread (the caller is index 0) and waits.
+  // Runs fn(thread_index, n_threads) once for every index in [0, n_threads) and waits. Index 0
+  // runs on the caller; index i on worker i, unless that worker has not picked it up by the time
+  // the caller is done with index 0 (descheduled, or waking), in which case the caller runs it.
   void Run(const std::function<void(int thread_index, int n_threads)>& fn);
   // Splits [0, n) into contiguous ranges and runs fn(begin, end) on them in parallel.
   void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
