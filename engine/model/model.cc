@@ -109,6 +109,12 @@ absl::Status ValidateModel(const Model& m) {
       return bad(
           Cat("tensor '", t.name, "' has type ", kernels::Traits(t.type).name, ", expected f32"));
     }
+    // Kernels read f32 as float and f16/bf16 and block scales as 16-bit words.
+    const uintptr_t align = t.type == kernels::DType::kF32 ? 4 : 2;
+    if (reinterpret_cast<uintptr_t>(t.data) % align != 0) {
+      return bad(Cat("tensor '", t.name, "' data is not aligned to ", align,
+                     " bytes (GGUF general.alignment too small?)"));
+    }
     if (t.ne[0] % kernels::Traits(t.type).block_size != 0) {
       return bad(Cat("tensor '", t.name, "' row length ", t.ne[0],
                      " is not a multiple of the block size"));

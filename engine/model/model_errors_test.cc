@@ -259,6 +259,24 @@ TEST(GgufErrorsTest, ModelLevelProblems) {
   EXPECT_ERROR(LoadGgufBytes(TinyGguf(one_bias)), "bad.gguf", "missing tensor blk.0.attn_k.bias");
 }
 
+TEST(GgufErrorsTest, MisalignedTensorDataIsRejected) {
+  // With general.alignment 1 tensors are packed: some header length puts an f32 tensor at an
+  // address that is not a multiple of 4.
+  int rejected = 0;
+  for (int pad = 0; pad < 4; ++pad) {
+    const std::vector<uint8_t> b = TinyGguf(TinyGgufTensors(), [&](GgufWriter& w) {
+      w.SetAlignment(1);
+      w.SetString("general.name", std::string(pad, 'x'));
+    });
+    const absl::Status s = LoadGgufBytes(b);  // vector storage is 16-byte aligned
+    if (!s.ok()) {
+      EXPECT_THAT(std::string(s.message()), HasSubstr("is not aligned to"));
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 0);
+}
+
 TEST(GgufErrorsTest, LoadModelNamesTheFile) {
   const std::string dir = weft::testing::MakeTempDir("model_errors");
   const std::string path = dir + "/broken.gguf";
