@@ -8,6 +8,8 @@
 
 #include "engine/kernels/kernels.h"
 #include "engine/model/gguf.h"
+#include "engine/model/loaders.h"
+#include "engine/model/tiny_models.h"
 #include "gtest/gtest.h"
 #include "testing/test_data.h"
 
@@ -127,6 +129,80 @@ TEST(ModelTest, GgufAndLlama2cWeightsAreEqual) {
     ExpectSameWeights(a.w_up, c.w_up);
     ExpectSameWeights(a.w_down, c.w_down);
   }
+}
+
+TEST(GgufModelTest, Qwen2WithBiasesUsesHalvesRope) {
+  using namespace weft::model::testing;  // NOLINT
+  std::vector<TensorSpec> tensors = TinyGgufTensors();
+  const int64_t kv = kTinyD / kTinyHeads * kTinyKv;
+  for (int l = 0; l < kTinyLayers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    tensors.push_back({p + "attn_q.bias", kernels::DType::kF32, {kTinyD}});
+    tensors.push_back({p + "attn_k.bias", kernels::DType::kF32, {kv}});
+    tensors.push_back({p + "attn_v.bias", kernels::DType::kF32, {kv}});
+  }
+  const std::vector<uint8_t> bytes = TinyGguf(tensors, [](GgufWriter& w) {
+    w.SetString("general.architecture", "qwen2");
+    w.SetU32("qwen2.context_length", 64);
+    w.SetU32("qwen2.embedding_length", kTinyD);
+    w.SetU32("qwen2.block_count", kTinyLayers);
+    w.SetU32("qwen2.feed_forward_length", kTinyFf);
+    w.SetU32("qwen2.attention.head_count", kTinyHeads);
+    w.SetU32("qwen2.attention.head_count_kv", kTinyKv);
+    w.SetF32("qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
+    w.SetF32("qwen2.rope.freq_base", 1000000.0f);
+  });
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Parse(bytes, "qwen2.gguf");
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::StatusOr<std::unique_ptr<Model>> m = ModelFromGguf(std::move(*f));
+  ASSERT_TRUE(m.ok()) << m.status();
+  const ModelConfig& c = (*m)->config;
+  EXPECT_EQ(c.arch, "qwen2");
+  EXPECT_EQ(c.rope_layout, RopeLayout::kHalves);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FLOAT_EQ(c.rope_freq_base, 1000000.0f);
+  EXPECT_FLOAT_EQ(c.norm_eps, 1e-6f);
+  EXPECT_EQ(c.vocab_size, kTinyVocab);
+  EXPECT_EQ(c.head_dim, kTinyD / kTinyHeads);
+  EXPECT_TRUE((*m)->weights.layers[1].bv.present());
+  EXPECT_EQ((*m)->weights.layers[1].bv.ne[0], kv);
+  EXPECT_EQ((*m)->config.name, "tiny");
+
+  // The same tensors without biases are not a valid qwen2 model.
+  const std::vector<uint8_t> no_bias = TinyGguf(TinyGgufTensors(), [](GgufWriter& w) {
+    w.SetString("general.architecture", "qwen2");
+    w.SetU32("qwen2.context_length", 64);
+    w.SetU32("qwen2.embedding_length", kTinyD);
+    w.SetU32("qwen2.block_count", kTinyLayers);
+    w.SetU32("qwen2.feed_forward_length", kTinyFf);
+    w.SetU32("qwen2.attention.head_count", kTinyHeads);
+    w.SetF32("qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
+  });
+  absl::StatusOr<std::unique_ptr<GgufFile>> g = GgufFile::Parse(no_bias, "qwen2.gguf");
+  ASSERT_TRUE(g.ok());
+  EXPECT_FALSE(ModelFromGguf(std::move(*g)).ok());
+}
+
+TEST(GgufModelTest, LlamaLinearRopeScalingAndTiedOutput) {
+  using namespace weft::model::testing;  // NOLINT
+  std::vector<TensorSpec> tensors = TinyGgufTensors();
+  std::erase_if(tensors, [](const TensorSpec& t) { return t.name == "output.weight"; });
+  const std::vector<uint8_t> bytes = TinyGguf(tensors, [](GgufWriter& w) {
+    w.SetString("llama.rope.scaling.type", "linear");
+    w.SetF32("llama.rope.scaling.factor", 4.0f);
+    w.SetU32("llama.rope.dimension_count", 4);
+  });
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Parse(bytes, "llama.gguf");
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::StatusOr<std::unique_ptr<Model>> m = ModelFromGguf(std::move(*f));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->config.rope_scaling.kind, RopeScaling::Kind::kLinear);
+  EXPECT_FLOAT_EQ((*m)->config.rope_scaling.factor, 4.0f);
+  EXPECT_EQ((*m)->config.rope_dim, 4);
+  EXPECT_EQ((*m)->config.rope_layout, RopeLayout::kAdjacentPairs);
+  EXPECT_TRUE((*m)->config.tied_embeddings);
+  EXPECT_EQ((*m)->weights.output.data, (*m)->weights.tok_embd.data);
+  EXPECT_EQ((*m)->weights.output.type, kernels::DType::kQ8_0);
 }
 
 }  // namespace
