@@ -18,7 +18,8 @@ configure: setup build/release/build.ninja
 build: configure
 	cmake --build --preset release -j $(JOBS)
 
-run: build
+run: configure
+	cmake --build --preset release -j $(JOBS) --target weft
 	build/release/cli/weft generate "$(MODEL)" -p "$(PROMPT)" -n 200
 
 test: build
