@@ -59,11 +59,13 @@ absl::StatusOr<Vocab> ParseLlama2cTokenizer(std::span<const uint8_t> bytes, int3
   v.kind = Vocab::Kind::kLlama2c;
   while (vocab_size > 0 ? v.size() < vocab_size : pos < bytes.size()) {
     const int32_t index = v.size();
-    float score = 0;
+    int32_t score_bits = 0;
     int32_t len = 0;
-    if (!read_i32(reinterpret_cast<int32_t*>(&score)) || !read_i32(&len)) {
+    if (!read_i32(&score_bits) || !read_i32(&len)) {
       return fail(absl::StrCat("truncated at token ", index, " (offset ", pos, ")"));
     }
+    float score;
+    std::memcpy(&score, &score_bits, sizeof(score));
     if (len < 0 || len > max_token_length || static_cast<size_t>(len) > bytes.size() - pos) {
       return fail(absl::StrCat("token ", index, " has bad length ", len, " (offset ", pos, ")"));
     }

@@ -11,6 +11,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const model::Model& mod
                                                          const std::string& override_path) {
   const model::TokenizerSource& src = model.tokenizer;
   absl::StatusOr<std::unique_ptr<Tokenizer>> t;
+  if (absl::EndsWith(override_path, ".model")) {
+    return absl::UnimplementedError(
+        absl::StrCat(override_path,
+                     ": SentencePiece .model files are not supported; use the model's GGUF, a "
+                     "llama2.c tokenizer.bin or an HF tokenizer.json"));
+  }
   if (!override_path.empty()) {
     t = absl::EndsWith(override_path, ".json")
             ? LoadHfTokenizer(override_path, src.hf_config_dir)

@@ -90,7 +90,9 @@ TEST(LoadTokenizer, KindsAndOverride) {
   ASSERT_TRUE(l2c.ok()) << l2c.status();
   EXPECT_EQ((*l2c)->kind(), "llama2c");
   auto missing = LoadTokenizer(**gguf, "/nonexistent/tokenizer.json");
-  EXPECT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadTokenizer(**gguf, "/some/tokenizer.model").status().code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 TEST(LoadTokenizer, RejectsTokenizerLargerThanTheModel) {
