@@ -69,7 +69,7 @@ struct IsaKernels {
 
 // Null when the level is not compiled in (non-x86 builds).
 const IsaKernels* Avx2Kernels();
-const IsaKernels* Avx512Kernels();      // AVX-512 F/BW/VL/DQ
+const IsaKernels* Avx512Kernels();      // AVX-512 F/BW/VL
 const IsaKernels* Avx512VnniKernels();  // plus VNNI (vpdpbusd)
 
 }  // namespace weft::kernels

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/kernels/cpu/cpu_backend.h"
+#include "engine/kernels/isa_kernels.h"
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/reference/reference_backend.h"
 #include "gtest/gtest.h"
@@ -64,10 +66,12 @@ constexpr double kOpTolerance = 1e-5;
 struct Level {
   Isa isa;
   int n_threads;
+  bool no_vnni = false;  // AVX-512 without VNNI (the table CPUs before Ice Lake get)
 };
 
 std::string LevelName(const testing::TestParamInfo<Level>& info) {
-  return std::string(IsaName(info.param.isa)) + "_t" + std::to_string(info.param.n_threads);
+  return std::string(IsaName(info.param.isa)) + (info.param.no_vnni ? "_novnni" : "") + "_t" +
+         std::to_string(info.param.n_threads);
 }
 
 class ConformanceTest : public testing::TestWithParam<Level> {
@@ -77,7 +81,12 @@ class ConformanceTest : public testing::TestWithParam<Level> {
       GTEST_SKIP() << "ISA level " << IsaName(GetParam().isa)
                    << " is not supported by this CPU or build";
     }
-    backend_ = Backend::Create({GetParam().isa, GetParam().n_threads});
+    if (GetParam().no_vnni) {
+      ASSERT_NE(Avx512Kernels(), nullptr);
+      backend_ = NewCpuBackend(Isa::kAvx512, Avx512Kernels(), GetParam().n_threads);
+    } else {
+      backend_ = Backend::Create({GetParam().isa, GetParam().n_threads});
+    }
     reference_ = NewReferenceBackend();
   }
   std::unique_ptr<Backend> backend_, reference_;
@@ -326,7 +335,8 @@ INSTANTIATE_TEST_SUITE_P(Levels, ConformanceTest,
                          testing::Values(Level{Isa::kScalar, 1}, Level{Isa::kAvx2, 1},
                                          Level{Isa::kAvx2, 2}, Level{Isa::kAvx2, 3},
                                          Level{Isa::kAvx512, 1}, Level{Isa::kAvx512, 2},
-                                         Level{Isa::kAvx512, 3}),
+                                         Level{Isa::kAvx512, 3},
+                                         Level{Isa::kAvx512, 2, /*no_vnni=*/true}),
                          LevelName);
 
 // ---- The reference itself, against independent facts ----

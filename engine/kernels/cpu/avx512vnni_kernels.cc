@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The SIMD kernel table for AVX-512 F/BW/VL/DQ + VNNI (this file is compiled with those -m flags;
+// The SIMD kernel table for AVX-512 F/BW/VL + VNNI (this file is compiled with those -m flags;
 // only call it after cpuid says the CPU has them).
 #define WEFT_SIMD_NS avx512vnni
 #define WEFT_SIMD_TABLE Avx512VnniKernels
