@@ -33,11 +33,14 @@ struct IsaKernels {
   // Q4_0 activation codes are stored with each pair of blocks (2k, 2k+1) interleaved by 16-byte
   // halves: [b0 0..15, b1 0..15, b0 16..31, b1 16..31] (matches the 512-bit nibble unpack).
   bool q4_0_pair_interleave = false;
+  // Q8_0 activation codes are stored offset by +128 as unsigned bytes (so vpdpbusd takes them as
+  // its unsigned operand and the signed weights directly, with no sign trick per token).
+  bool q8_0_offset_codes = false;
   // Quantizes one token's n (multiple of 32) activations to Q8 blocks of 32: codes q[n] (in the
-  // Q4_0 pair-interleaved order when `pair_interleave`), scales d[n / 32] = max|x| / 127 and
-  // s[n / 32] = d * sum(codes).
-  void (*quantize_q8)(const float* x, int64_t n, bool pair_interleave, int8_t* q, float* d,
-                      float* s);
+  // Q4_0 pair-interleaved order when `pair_interleave`; as code + 128 in unsigned bytes when
+  // `offset_codes`), scales d[n / 32] = max|x| / 127 and s[n / 32] = d * sum(codes).
+  void (*quantize_q8)(const float* x, int64_t n, bool pair_interleave, bool offset_codes, int8_t* q,
+                      float* d, float* s);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, int64_t n, float* y);  // y += a * x
   // out[i] = silu(gate[i]) * up[i]; out may alias gate.

@@ -204,9 +204,10 @@ class CpuBackend final : public Backend {
         d_.resize(n_tokens * nb);
         s_.resize(n_tokens * nb);
         const bool interleave = type == DType::kQ4_0 && k_->q4_0_pair_interleave;
+        const bool offset = type == DType::kQ8_0 && k_->q8_0_offset_codes;
         auto quantize = [&](int64_t begin, int64_t end) {
           for (int64_t t = begin; t < end; ++t) {
-            k_->quantize_q8(x + t * n_in, n_in, interleave, q8_.data() + t * n_in,
+            k_->quantize_q8(x + t * n_in, n_in, interleave, offset, q8_.data() + t * n_in,
                             d_.data() + t * nb, s_.data() + t * nb);
           }
         };
