@@ -7,15 +7,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "engine/tokenizer/pre_tokenizer.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::tokenizer {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr std::string_view kGpt2Regex =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // A literal string as a PCRE2 pattern.
 std::string QuoteRegex(std::string_view s) {
@@ -62,7 +60,12 @@ absl::Status AddPreTokenizer(const Ctx& ctx, const json& pt, Vocab& v, bool* byt
   if (type == "ByteLevel") {
     *byte_level = true;
     if (GetBool(pt, "add_prefix_space", false)) v.byte_level_prefix_space = true;
-    if (GetBool(pt, "use_regex", true)) v.pre_regexes.emplace_back(kGpt2Regex);
+    if (GetBool(pt, "use_regex", true)) {
+      // ByteLevel's own split is the GPT-2 regex.
+      auto gpt2 = PreTokenizerRegexes("gpt-2");
+      if (!gpt2.ok()) return gpt2.status();
+      v.pre_regexes.insert(v.pre_regexes.end(), gpt2->begin(), gpt2->end());
+    }
     return absl::OkStatus();
   }
   if (type == "Split") {

@@ -2,13 +2,11 @@
 // llama2.c tokenizer.bin against the real stories260K tok512.bin and run.c's greedy goldens.
 #include "engine/tokenizer/llama2c_tokenizer.h"
 
-#include <fstream>
-
 #include "base/mmap_file.h"
 #include "engine/tokenizer/loaders.h"
+#include "engine/tokenizer/stories_goldens.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "testing/test_data.h"
 
 namespace weft::tokenizer {
@@ -16,25 +14,8 @@ namespace {
 
 using ::testing::ElementsAre;
 
-struct Golden {
-  std::string prompt;
-  std::vector<int32_t> tokens_after_bos;
-  std::string text;
-};
-
-std::vector<Golden> ReadGoldens() {
-  std::ifstream in(weft::testing::RequireTestData("models/stories260K/greedy_golden.jsonl"));
-  std::vector<Golden> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const auto j = nlohmann::json::parse(line);
-    out.push_back({j["prompt"].get<std::string>(),
-                   j["tokens_after_bos"].get<std::vector<int32_t>>(),
-                   j["text"].get<std::string>()});
-  }
-  return out;
-}
+using Golden = testing::StoriesGolden;
+using testing::ReadStoriesGoldens;
 
 std::unique_ptr<Tokenizer> Tok512() {
   auto t =
@@ -46,7 +27,7 @@ std::unique_ptr<Tokenizer> Tok512() {
 TEST(Llama2cTokenizer, GoldenPromptsEncodeToTheReferencePrefix) {
   auto tok = Tok512();
   ASSERT_NE(tok, nullptr);
-  const auto goldens = ReadGoldens();
+  const auto goldens = ReadStoriesGoldens();
   ASSERT_EQ(goldens.size(), 5u);
   for (const Golden& g : goldens) {
     const std::vector<int32_t> ids = tok->Encode(g.prompt, {.add_bos = false});
@@ -63,7 +44,7 @@ TEST(Llama2cTokenizer, GoldenPromptsEncodeToTheReferencePrefix) {
 TEST(Llama2cTokenizer, GoldenTokensDecodeToTheReferenceText) {
   auto tok = Tok512();
   ASSERT_NE(tok, nullptr);
-  for (const Golden& g : ReadGoldens()) {
+  for (const Golden& g : ReadStoriesGoldens()) {
     std::vector<int32_t> with_bos = {tok->bos_id()};
     with_bos.insert(with_bos.end(), g.tokens_after_bos.begin(), g.tokens_after_bos.end());
     EXPECT_EQ(tok->Decode(with_bos), g.text) << "prompt: " << g.prompt;

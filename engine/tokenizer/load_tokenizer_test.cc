@@ -2,38 +2,19 @@
 // LoadTokenizer over real models: stories260K as GGUF (SPM from tokenizer.ggml.*) and as llama2.c
 // (tok512.bin found beside the checkpoint); both must reproduce run.c's golden prompt tokens and
 // decode the golden token streams to the golden text.
-#include <fstream>
-
 #include "engine/model/model.h"
 #include "engine/tokenizer/decoding.h"
+#include "engine/tokenizer/stories_goldens.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "testing/test_data.h"
 
 namespace weft::tokenizer {
 namespace {
 
-struct Golden {
-  std::string prompt;
-  std::vector<int32_t> tokens_after_bos;
-  std::string text;
-};
-
-std::vector<Golden> ReadGoldens() {
-  std::ifstream in(weft::testing::RequireTestData("models/stories260K/greedy_golden.jsonl"));
-  std::vector<Golden> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const auto j = nlohmann::json::parse(line);
-    out.push_back({j["prompt"].get<std::string>(),
-                   j["tokens_after_bos"].get<std::vector<int32_t>>(),
-                   j["text"].get<std::string>()});
-  }
-  return out;
-}
+using Golden = testing::StoriesGolden;
+using testing::ReadStoriesGoldens;
 
 class StoriesTokenizer : public ::testing::TestWithParam<const char*> {};
 
@@ -48,7 +29,7 @@ TEST_P(StoriesTokenizer, MatchesRunCGoldens) {
   EXPECT_EQ((*tok)->eos_id(), 2);
   EXPECT_TRUE((*tok)->add_bos_default());
   EXPECT_TRUE((*tok)->IsEndOfGeneration(2));
-  const auto goldens = ReadGoldens();
+  const auto goldens = ReadStoriesGoldens();
   ASSERT_EQ(goldens.size(), 5u);
   for (const Golden& g : goldens) {
     const std::vector<int32_t> ids = (*tok)->Encode(g.prompt, {.add_bos = true});
