@@ -45,6 +45,11 @@ struct IsaKernels {
   void (*axpy)(float a, const float* x, int64_t n, float* y);  // y += a * x
   // out[i] = silu(gate[i]) * up[i]; out may alias gate.
   void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
+  // Causal-attention core for g (1..4) query heads sharing one kv head: q holds the g heads'
+  // rows (head_dim each, contiguous), key/value j is at k / v + j * kv_stride; scores is scratch
+  // [g, n_keys]; out gets the g heads' rows. Each K/V row is read once for all g heads.
+  void (*attend)(const float* q, int g, const float* k, const float* v, int64_t kv_stride,
+                 int64_t n_keys, int head_dim, float scale, float* scores, float* out);
   // x[i] = exp(x[i] - max) in place; returns the sum (in double).
   double (*exp_sub_sum)(float* x, int64_t n, float max);
 

@@ -88,7 +88,39 @@ void BM_ThreadPoolParallelFor(benchmark::State& state) {
 }
 BENCHMARK(BM_ThreadPoolParallelFor)->Arg(1)->Arg(2)->UseRealTime();
 
+// One decode step's attention at Llama-3.2-1B shapes (32 query heads, 8 kv heads, head_dim 64)
+// over n_ctx cached positions.
+void BM_Attention(benchmark::State& state, Isa isa, int64_t n_ctx, int n_threads) {
+  const AttentionParams p{32, 8, 64, 0.125f};
+  const std::vector<float> q = RandomFloats(p.n_heads * p.head_dim, 3);
+  const std::vector<float> k = RandomFloats(n_ctx * p.n_kv_heads * p.head_dim, 4);
+  const std::vector<float> v = RandomFloats(n_ctx * p.n_kv_heads * p.head_dim, 5);
+  std::vector<float> out(q.size());
+  const int32_t pos = static_cast<int32_t>(n_ctx - 1);
+  auto backend = Backend::Create({isa, n_threads});
+  for (auto _ : state) {
+    backend->Attention(q.data(), k.data(), v.data(), 1, &pos, p, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["KV GB/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(k.size()) * sizeof(float) * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void RegisterMatMuls() {
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2, Isa::kScalar}) {
+    if (!IsaSupported(isa)) continue;
+    for (int64_t n_ctx : {256, 2048}) {
+      for (int n_threads : {1, 2}) {
+        if (isa == Isa::kScalar && n_threads != 1) continue;
+        const std::string name = "Attention/" + std::string(IsaName(isa)) + "/ctx" +
+                                 std::to_string(n_ctx) + "/t" + std::to_string(n_threads);
+        benchmark::RegisterBenchmark(name.c_str(), BM_Attention, isa, n_ctx, n_threads)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
   const Shape shapes[] = {{2048, 2048}, {2048, 8192}, {8192, 2048}};
   const DType types[] = {DType::kQ8_0, DType::kQ4_0, DType::kF32, DType::kF16,
                          DType::kBF16, DType::kQ4_K, DType::kQ6_K};

@@ -246,6 +246,7 @@ TEST_P(ConformanceTest, Attention) {
       {8, 2, 64, 1, 0}, {8, 2, 64, 3, 5},   {8, 2, 64, 7, 40},  // GQA
       {8, 1, 32, 1, 9}, {8, 1, 32, 17, 3},                      // MQA
       {4, 4, 16, 5, 0}, {4, 4, 16, 1, 300},                     // MHA, long context
+      {6, 2, 24, 2, 7}, {2, 1, 12, 3, 2},                       // groups of 3, odd head sizes
   };
   for (const Case& c : cases) {
     SCOPED_TRACE("heads=" + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) +

@@ -18,6 +18,7 @@ namespace {
 // the prompt passes over it (the reuse that makes prefill fast).
 constexpr int64_t kRowBlock = 16;
 constexpr int64_t kMinParallelMacs = 64 * 1024;
+constexpr int kMaxAttendHeads = 4;  // query heads per IsaKernels::attend call
 
 class CpuBackend final : public Backend {
  public:
@@ -132,32 +133,30 @@ class CpuBackend final : public Backend {
     int64_t max_keys = 0;
     for (int64_t t = 0; t < n_tokens; ++t) max_keys = std::max<int64_t>(max_keys, positions[t] + 1);
     for (auto& s : scores_) {
-      if (static_cast<int64_t>(s.size()) < max_keys) s.resize(max_keys);
+      if (static_cast<int64_t>(s.size()) < kMaxAttendHeads * max_keys) {
+        s.resize(kMaxAttendHeads * max_keys);
+      }
     }
-    const int64_t n_items = n_tokens * p.n_heads;
+    // Work items: (token, kv head, up to 4 query heads of its group), so each thread reads a
+    // K/V row once for several heads, and MQA still splits over threads.
+    const int subgroups = (group + kMaxAttendHeads - 1) / kMaxAttendHeads;
+    const int64_t n_items = n_tokens * p.n_kv_heads * subgroups;
     std::atomic<int64_t> next{0};
     auto work = [&](int ith, int) {
       float* score = scores_[ith].data();
       for (int64_t item = next.fetch_add(1); item < n_items; item = next.fetch_add(1)) {
-        const int64_t t = item / p.n_heads;
-        const int h = static_cast<int>(item % p.n_heads);
-        const int64_t n_keys = positions[t] + 1;
-        const float* qh = q + item * p.head_dim;
-        const int64_t kv_off = static_cast<int64_t>(h / group) * p.head_dim;
-        float max = -INFINITY;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          score[j] = k_->dot(qh, k_cache + j * kv_stride + kv_off, p.head_dim) * p.scale;
-          max = std::max(max, score[j]);
-        }
-        const float inv = static_cast<float>(1.0 / k_->exp_sub_sum(score, n_keys, max));
-        float* o = out + item * p.head_dim;
-        std::memset(o, 0, p.head_dim * sizeof(float));
-        for (int64_t j = 0; j < n_keys; ++j) {
-          k_->axpy(score[j] * inv, v_cache + j * kv_stride + kv_off, p.head_dim, o);
-        }
+        const int64_t t = item / (p.n_kv_heads * subgroups);
+        const int kvh = static_cast<int>(item / subgroups % p.n_kv_heads);
+        const int sub = static_cast<int>(item % subgroups);
+        const int h0 = kvh * group + sub * kMaxAttendHeads;
+        const int g = std::min(kMaxAttendHeads, group - sub * kMaxAttendHeads);
+        const int64_t kv_off = static_cast<int64_t>(kvh) * p.head_dim;
+        const int64_t row = t * p.n_heads + h0;
+        k_->attend(q + row * p.head_dim, g, k_cache + kv_off, v_cache + kv_off, kv_stride,
+                   positions[t] + 1, p.head_dim, p.scale, score, out + row * p.head_dim);
       }
     };
-    if (n_items * max_keys * p.head_dim < 32768) {
+    if (n_tokens * p.n_heads * max_keys * p.head_dim < 32768) {
       work(0, 1);
     } else {
       pool_.Run(work);
