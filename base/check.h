@@ -13,9 +13,9 @@ namespace weft::internal {
 }
 }  // namespace weft::internal
 
-#define WEFT_CHECK(cond)                                                      \
-  do {                                                                        \
-    if (!(cond)) ::weft::internal::CheckFailed(#cond, __FILE__, __LINE__);    \
+#define WEFT_CHECK(cond)                                                   \
+  do {                                                                     \
+    if (!(cond)) ::weft::internal::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)
 
 #ifdef NDEBUG

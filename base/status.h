@@ -10,10 +10,9 @@
 #define WEFT_CONCAT_(a, b) WEFT_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define WEFT_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
-    if (absl::Status weft_s_ = (expr); !weft_s_.ok()) \
-      return weft_s_;                               \
+#define WEFT_RETURN_IF_ERROR(expr)                                    \
+  do {                                                                \
+    if (absl::Status weft_s_ = (expr); !weft_s_.ok()) return weft_s_; \
   } while (0)
 
 // `WEFT_ASSIGN_OR_RETURN(auto x, F());` declares x from a StatusOr or returns its error.
