@@ -82,6 +82,12 @@ class Backend {
   virtual void Attention(const float* q, const float* k_cache, const float* v_cache,
                          int64_t n_tokens, const int32_t* positions, const AttentionParams& p,
                          float* out) = 0;
+  // Attention as above, but keys/values live in a paged pool: position j of the sequence is row
+  // block_table[j / block_size] * block_size + j % block_size of k_pool / v_pool
+  // ([n_pool_rows, n_kv_heads, head_dim]). The default is the scalar reference; backends override.
+  virtual void PagedAttention(const float* q, const float* k_pool, const float* v_pool,
+                              const int32_t* block_table, int block_size, int64_t n_tokens,
+                              const int32_t* positions, const AttentionParams& p, float* out);
   // out[i] = silu(gate[i]) * up[i], n elements; out may alias gate.
   virtual void SiluMul(const float* gate, const float* up, int64_t n, float* out) = 0;
   // In-place softmax over n elements.
