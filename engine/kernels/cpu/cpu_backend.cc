@@ -163,6 +163,61 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void PagedAttention(const float* q, const float* k_pool, const float* v_pool,
+                      const int32_t* block_table, int block_size, int64_t n_tokens,
+                      const int32_t* positions, const AttentionParams& p, float* out) override {
+    WEFT_CHECK(p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && block_size > 0);
+    const int group = p.n_heads / p.n_kv_heads;
+    const int64_t kv_stride = static_cast<int64_t>(p.n_kv_heads) * p.head_dim;
+    int64_t max_keys = 0;
+    for (int64_t t = 0; t < n_tokens; ++t) max_keys = std::max<int64_t>(max_keys, positions[t] + 1);
+    for (auto& s : scores_) {
+      if (static_cast<int64_t>(s.size()) < max_keys) s.resize(max_keys);
+    }
+    // Work items: (token, head). Keys and values are read block by block through the table:
+    // scores with the ISA dot, a stable softmax, then the weighted sum with axpy.
+    const int64_t n_items = n_tokens * p.n_heads;
+    std::atomic<int64_t> next{0};
+    auto work = [&](int ith, int) {
+      float* score = scores_[ith].data();
+      for (int64_t item = next.fetch_add(1); item < n_items; item = next.fetch_add(1)) {
+        const int64_t t = item / p.n_heads;
+        const int h = static_cast<int>(item % p.n_heads);
+        const int64_t kv_off = static_cast<int64_t>(h / group) * p.head_dim;
+        const float* qh = q + item * p.head_dim;
+        const int64_t n_keys = positions[t] + 1;
+        float max = -INFINITY;
+        for (int64_t j0 = 0; j0 < n_keys; j0 += block_size) {
+          const float* kb =
+              k_pool + static_cast<int64_t>(block_table[j0 / block_size]) * block_size * kv_stride +
+              kv_off;
+          const int64_t nj = std::min<int64_t>(block_size, n_keys - j0);
+          for (int64_t j = 0; j < nj; ++j) {
+            const float sc = k_->dot(qh, kb + j * kv_stride, p.head_dim) * p.scale;
+            score[j0 + j] = sc;
+            max = std::max(max, sc);
+          }
+        }
+        const float inv = static_cast<float>(1.0 / k_->exp_sub_sum(score, n_keys, max));
+        float* o = out + item * p.head_dim;
+        std::fill(o, o + p.head_dim, 0.0f);
+        for (int64_t j0 = 0; j0 < n_keys; j0 += block_size) {
+          const float* vb =
+              v_pool + static_cast<int64_t>(block_table[j0 / block_size]) * block_size * kv_stride +
+              kv_off;
+          const int64_t nj = std::min<int64_t>(block_size, n_keys - j0);
+          for (int64_t j = 0; j < nj; ++j)
+            k_->axpy(score[j0 + j] * inv, vb + j * kv_stride, p.head_dim, o);
+        }
+      }
+    };
+    if (n_tokens * p.n_heads * max_keys * p.head_dim < 32768) {
+      work(0, 1);
+    } else {
+      pool_.Run(work);
+    }
+  }
+
   void SiluMul(const float* gate, const float* up, int64_t n, float* out) override {
     k_->silu_mul(gate, up, n, out);
   }
