@@ -108,7 +108,6 @@ SeqId Scheduler::PickWaiting(int64_t now_ms) const {
 
 StepPlan Scheduler::Step(int64_t now_ms) {
   WEFT_CHECK(!step_outstanding_);  // CompleteStep(previous plan) first
-  step_outstanding_ = true;
   StepPlan plan;
   for (SeqId id : waiting_) seqs_.at(id).preempted_this_step = false;
   for (SeqId id : running_) seqs_.at(id).decoded_this_step = false;
@@ -188,10 +187,12 @@ StepPlan Scheduler::Step(int64_t now_ms) {
   }
 
   plan.n_tokens = options_.max_tokens_per_step - budget;
+  step_outstanding_ = !plan.chunks.empty();
   return plan;
 }
 
 void Scheduler::CompleteStep(const StepPlan& plan) {
+  if (plan.chunks.empty()) return;
   WEFT_CHECK(step_outstanding_);
   step_outstanding_ = false;
   for (const ScheduledChunk& c : plan.chunks) {

@@ -85,9 +85,11 @@ class Scheduler {
   // OutOfRange: it can never fit the whole KV cache (tokens + max_new_tokens - 1 positions).
   absl::Status Add(SequenceRequest request);
   // Decides and commits one step (KV slots reserved, preemptions done: each KV change is planned,
-  // then applied). The previous plan must have been completed with CompleteStep.
+  // then applied). The previous plan must have been completed with CompleteStep (a plan without
+  // chunks needs none). An empty plan with nothing running or waiting means idle.
   StepPlan Step(int64_t now_ms);
   // After the forward pass of `plan`: its tokens' K/V are computed (full blocks become shareable).
+  // If the forward pass failed, Remove the affected sequences first, then still call it.
   // Then, for each chunk with sample=true, call AppendToken or Remove before the next Step.
   void CompleteStep(const StepPlan& plan);
   // Appends the token sampled for `id` to its context; the next Step decodes it.

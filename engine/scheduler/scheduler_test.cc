@@ -240,6 +240,7 @@ TEST(SchedulerTest, RemoveAnyTimeFreesBlocks) {
   EXPECT_EQ(kv.used_blocks(), 0);
   EXPECT_EQ(s->Stats().running + s->Stats().waiting, 0);
   EXPECT_TRUE(s->Step(1).empty());
+  EXPECT_TRUE(s->Step(2).empty());  // an empty plan needs no CompleteStep
 }
 
 TEST(SchedulerTest, PrefixCacheSkipsPrefill) {
