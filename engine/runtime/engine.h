@@ -26,17 +26,17 @@ namespace weft::engine {
 enum class Priority { kInteractive, kBatch };
 
 struct EngineRequest {
-  std::string id;                // unique per request (the server's completion id + choice index)
-  std::vector<int32_t> prompt;   // tokenized prompt, BOS included when the model wants it
-  std::string adapter;           // LoRA adapter name; "" = the base model
+  std::string id;               // unique per request (the server's completion id + choice index)
+  std::vector<int32_t> prompt;  // tokenized prompt, BOS included when the model wants it
+  std::string adapter;          // LoRA adapter name; "" = the base model
   sampling::SamplingParams sampling;
   // weft_resume: tokens already sent to the client. They are appended to the context as if
   // generated (not returned again, counted in completion_tokens), and sampling continues from
   // generated index resume.size(), so greedy and seeded output equal the uninterrupted run.
   std::vector<int32_t> resume;
   Priority priority = Priority::kInteractive;
-  std::string client;            // fairness key (API user, or the connection)
-  bool logprobs = false;         // report the sampled token's logprob (+ top_logprobs)
+  std::string client;     // fairness key (API user, or the connection)
+  bool logprobs = false;  // report the sampled token's logprob (+ top_logprobs)
 };
 
 // One generated token, with the text that became final with it (stop strings and incomplete
@@ -50,11 +50,11 @@ struct TokenEvent {
 struct FinishEvent {
   absl::Status status;  // OK, or why the request failed (model error, cancelled, shutdown)
   sampling::FinishReason reason = sampling::FinishReason::kLength;
-  std::string tail_text;       // text released at the end (held-back text when no stop matched)
+  std::string tail_text;  // text released at the end (held-back text when no stop matched)
   int32_t prompt_tokens = 0;
-  int32_t cached_tokens = 0;   // prompt tokens served from the prefix cache
+  int32_t cached_tokens = 0;      // prompt tokens served from the prefix cache
   int32_t completion_tokens = 0;  // includes resumed tokens
-  double ttft_seconds = 0;     // submit -> first generated token
+  double ttft_seconds = 0;        // submit -> first generated token
 };
 
 // Receives one request's events, on the engine thread. Must not block for long (queue to the
@@ -71,15 +71,15 @@ class EventSink {
 struct LoadReport {
   int32_t running = 0;
   int32_t waiting = 0;
-  int64_t tokens_in_flight = 0;   // prompt + generated tokens of running sequences
+  int64_t tokens_in_flight = 0;  // prompt + generated tokens of running sequences
   int32_t kv_blocks_total = 0;
-  int32_t kv_blocks_free = 0;     // free or evictable (cached, unreferenced)
-  int32_t kv_block_size = 0;      // tokens per block
+  int32_t kv_blocks_free = 0;       // free or evictable (cached, unreferenced)
+  int32_t kv_block_size = 0;        // tokens per block
   double prefill_tokens_per_s = 0;  // recent (EWMA over steps)
   double decode_tokens_per_s = 0;
   std::vector<std::string> adapters;
   std::vector<uint64_t> prefix_digest;  // hashes of cached block-aligned prefixes (most recent)
-  int64_t prefix_hit_tokens = 0;  // cumulative
+  int64_t prefix_hit_tokens = 0;        // cumulative
   int64_t step_count = 0;
 };
 
