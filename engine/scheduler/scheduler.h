@@ -7,8 +7,8 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,6 +100,9 @@ class Scheduler {
 
   bool Contains(SeqId id) const { return seqs_.contains(id); }
   bool IsRunning(SeqId id) const;
+  // The sequence's context (prompt, resumed and appended tokens): a chunk's input ids are
+  // Tokens(id).subspan(chunk.pos, chunk.n_tokens). Valid until the next non-const call.
+  std::span<const int32_t> Tokens(SeqId id) const { return seqs_.at(id).req.tokens; }
   SchedulerStats Stats() const;
 
  private:

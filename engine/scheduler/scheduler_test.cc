@@ -80,6 +80,8 @@ TEST(SchedulerTest, ChunkedPrefillWithinBudget) {
   p = s->Step(3);  // the sampled token is decoded next
   EXPECT_THAT(p.chunks, ElementsAre(Chunk(1, 20, 1, true)));
   EXPECT_TRUE(p.chunks[0].decode);
+  EXPECT_EQ(s->Tokens(1).size(), 21u);
+  EXPECT_EQ(s->Tokens(1)[20], 7);
   EXPECT_EQ(kv.NumTokens(1), 21);
 }
 
