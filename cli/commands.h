@@ -19,6 +19,7 @@ namespace weft::cli {
 int GenerateCommand(int argc, char** argv);  // weft generate
 int ModelCommand(int argc, char** argv);     // weft model inspect|tokenize|detokenize|synth
 int BenchCommand(int argc, char** argv);     // weft bench
+int EngineCommand(int argc, char** argv);    // weft engine
 
 // Prints "weft: <status message>" to stderr; returns 1.
 int Fail(const absl::Status& status);

@@ -18,6 +18,9 @@ constexpr char kUsage[] =
     "  model detokenize MODEL ID...\n"
     "  model synth --shape llama-1b|llama-110m --type q8_0|q4_0|f16 --vocab VOCAB.gguf -o OUT\n"
     "  bench MODEL [-p 512] [-n 128] [--threads N] [-r 5]\n"
+    "  engine --model MODEL [--name ID] [--adapter NAME=PATH]... [--host H] [--port P]\n"
+    "         [--threads N] [--ctx N] [--kv-blocks N | --kv-mem MIB] [--max-batch-tokens N]\n"
+    "         [--chat-template-file F]\n"
     "\n"
     "MODEL is a GGUF file, a llama2.c .bin checkpoint (with --tokenizer tokenizer.bin), or a\n"
     "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).\n";
@@ -34,6 +37,7 @@ int main(int argc, char** argv) {
   if (verb == "generate") return weft::cli::GenerateCommand(argc, argv);
   if (verb == "model") return weft::cli::ModelCommand(argc, argv);
   if (verb == "bench") return weft::cli::BenchCommand(argc, argv);
+  if (verb == "engine") return weft::cli::EngineCommand(argc, argv);
   std::fprintf(stderr, "weft: unknown command '%s'\n\n%s", verb.c_str(), kUsage);
   return 2;
 }
