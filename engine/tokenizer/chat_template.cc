@@ -97,7 +97,19 @@ std::string MapCps(std::string_view s, F f) {
   for (std::string_view cp : SplitCodePoints(s)) AppendCp(out, f(CodePoint(cp)));
   return out;
 }
-std::string Upper(std::string_view s) { return MapCps(s, ToUpperCp); }
+std::string Upper(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::string_view cp : SplitCodePoints(s)) {
+    const uint32_t c = CodePoint(cp);
+    if (c == 0xDF) {
+      out += "SS";  // Python: 'ß'.upper() == 'SS'
+    } else {
+      AppendCp(out, ToUpperCp(c));
+    }
+  }
+  return out;
+}
 std::string Lower(std::string_view s) { return MapCps(s, ToLowerCp); }
 
 std::string Capitalize(std::string_view s) {
@@ -316,6 +328,7 @@ bool IsStrMethod(std::string_view n) {
 Value Method(const Value& self, std::string name) {
   Value v;
   v.kind = Value::Kind::kCallable;
+  v.depth = NestDepth(self) + 1;
   v.fn = std::make_shared<Callable>();
   v.fn->name = std::move(name);
   v.fn->self = self;
@@ -402,6 +415,8 @@ class Renderer {
 
   // ---- statements ----
   absl::StatusOr<Flow> Exec(const Body& body, std::string& out) {
+    NestingGuard guard(&nesting_);
+    if (nesting_ > kMaxNesting) return Error(0, "template evaluation nested too deeply");
     for (const StmtPtr& sp : body) {
       const Stmt& s = *sp;
       WEFT_RETURN_IF_ERROR(Charge(1, s.line));
@@ -439,6 +454,9 @@ class Renderer {
             Value target = Lookup(s.names[0]);
             if (!target.IsDict() || !target.dict->is_namespace) {
               return Error(s.line, "cannot assign attribute on non-namespace object");
+            }
+            if (NestDepth(v) >= kNamespaceDepth - 1) {
+              return Error(s.line, "value nested too deeply to store in a namespace");
             }
             target.dict->Set(s.attr, std::move(v));
           } else if (s.names.size() == 1) {
@@ -537,6 +555,7 @@ class Renderer {
     }
     Value loop = Value::MakeDict();
     loop.dict->is_loop = true;
+    for (const Value& item : items) loop.depth = std::max(loop.depth, NestDepth(item) + 1);
     const int64_t n = static_cast<int64_t>(items.size());
     Value cycle = Builtin("loop.cycle");
     for (int64_t k = 0; k < n; ++k) {
@@ -585,10 +604,23 @@ class Renderer {
   // ---- expressions ----
   absl::StatusOr<Value> Eval(const Expr& e) {
     WEFT_RETURN_IF_ERROR(Charge(1, e.line));
+    NestingGuard guard(&nesting_);
+    if (nesting_ > kMaxNesting) return Error(e.line, "template evaluation nested too deeply");
     auto v = EvalInner(e);
-    if (v.ok() && v->IsString()) WEFT_RETURN_IF_ERROR(CheckSize(v->s.size(), e.line));
+    if (v.ok()) {
+      if (v->IsString()) WEFT_RETURN_IF_ERROR(CheckSize(v->s.size(), e.line));
+      if (v->depth > kMaxValueDepth) return Error(e.line, "value nested too deeply");
+    }
     return v;
   }
+
+  struct NestingGuard {
+    explicit NestingGuard(int* n) : n_(n) { ++*n_; }
+    ~NestingGuard() { --*n_; }
+    int* n_;
+  };
+  // Bounds the interpreter's recursion (expressions, blocks, macro calls together).
+  static constexpr int kMaxNesting = 768;
 
   absl::StatusOr<List> EvalArgs(const Expr& e, size_t first, Kwargs* kwargs) {
     List args;
@@ -707,6 +739,7 @@ class Renderer {
           if (!key.IsString()) return Error(e.line, "only string dict keys are supported");
           d.dict->Set(key.s, std::move(v));
         }
+        ComputeDepth(d);
         return d;
       }
     }
@@ -1062,7 +1095,10 @@ class Renderer {
         for (const auto& [k, v] : a.dict->items) d.dict->Set(k, v);
       }
       for (const auto& [k, v] : kw) d.dict->Set(k, v);
+      ComputeDepth(d);
       if (n == "namespace") {
+        if (d.depth >= kNamespaceDepth)
+          return Error(line, "value nested too deeply to store in a namespace");
         d.dict->is_namespace = true;
         namespaces_.push_back(d.dict);
       }
@@ -1942,6 +1978,7 @@ class Renderer {
   int64_t ops_ = 0;
   int64_t iterations_ = 0;
   int call_depth_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace jinja
@@ -1957,7 +1994,10 @@ absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::ordered_json& c
   if (!context.is_object() && !context.is_null()) {
     return absl::InvalidArgumentError("chat template context must be a JSON object");
   }
-  jinja::Value ctx = context.is_null() ? jinja::Value::MakeDict() : jinja::FromJson(context);
+  jinja::Value ctx = jinja::Value::MakeDict();
+  if (!context.is_null()) {
+    WEFT_ASSIGN_OR_RETURN(ctx, jinja::FromJson(context));
+  }
   jinja::Renderer renderer(options, std::move(ctx));
   std::string out;
   WEFT_RETURN_IF_ERROR(renderer.Run(root_->body, out));

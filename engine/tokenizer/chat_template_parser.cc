@@ -20,7 +20,8 @@
 namespace weft::tokenizer::jinja {
 namespace {
 
-constexpr int kMaxParseDepth = 96;
+constexpr int kMaxParseDepth = 256;
+constexpr int kMaxExprDepth = 64;
 
 enum class Tok {
   kText,
@@ -550,6 +551,19 @@ class Parser {
   DepthGuard depth_guard_(&depth_); \
   if (depth_ > kMaxParseDepth) return SyntaxError(Cur().line, "template nested too deeply")
 
+  // Sets e.depth from its children; expressions deeper than kMaxExprDepth are rejected here, so
+  // that evaluating (and destroying) a tree never recurses without bound.
+  absl::Status Seal(Expr& e) {
+    int d = 0;
+    for (const ExprPtr& c : e.a) {
+      if (c) d = std::max(d, c->depth);
+    }
+    for (const auto& kv : e.kwargs) d = std::max(d, kv.second->depth);
+    e.depth = d + 1;
+    if (e.depth > kMaxExprDepth) return SyntaxError(e.line, "expression nested too deeply");
+    return absl::OkStatus();
+  }
+
   ExprPtr Make(Expr::Kind k, int line) {
     auto e = std::make_unique<Expr>();
     e->kind = k;
@@ -815,6 +829,7 @@ class Parser {
     }
     auto t = Make(Expr::Kind::kTuple, line);
     t->a = std::move(args);
+    WEFT_RETURN_IF_ERROR(Seal(*t));
     return t;
   }
 
@@ -839,6 +854,7 @@ class Parser {
       c->a.push_back(std::move(expr));
       c->a.push_back(std::move(*cond));
       c->a.push_back(std::move(else_expr));
+      WEFT_RETURN_IF_ERROR(Seal(*c));
       expr = std::move(c);
     }
     return expr;
@@ -849,6 +865,7 @@ class Parser {
     b->name = std::move(op);
     b->a.push_back(std::move(l));
     b->a.push_back(std::move(r));
+    WEFT_RETURN_IF_ERROR(Seal(*b));
     return b;
   }
 
@@ -862,7 +879,9 @@ class Parser {
       Next();
       auto r = ParseAnd();
       if (!r.ok()) return r;
-      left = *Binary("or", std::move(left), std::move(*r), line);
+      auto b = Binary("or", std::move(left), std::move(*r), line);
+      if (!b.ok()) return b;
+      left = std::move(*b);
     }
     return left;
   }
@@ -877,7 +896,9 @@ class Parser {
       Next();
       auto r = ParseNot();
       if (!r.ok()) return r;
-      left = *Binary("and", std::move(left), std::move(*r), line);
+      auto b = Binary("and", std::move(left), std::move(*r), line);
+      if (!b.ok()) return b;
+      left = std::move(*b);
     }
     return left;
   }
@@ -892,6 +913,7 @@ class Parser {
       auto u = Make(Expr::Kind::kUnary, line);
       u->name = "not";
       u->a.push_back(std::move(*inner));
+      WEFT_RETURN_IF_ERROR(Seal(*u));
       return u;
     }
     return ParseCompare();
@@ -929,7 +951,10 @@ class Parser {
       cmp->ops.push_back(op);
       cmp->a.push_back(std::move(*r));
     }
-    if (cmp) return cmp;
+    if (cmp) {
+      WEFT_RETURN_IF_ERROR(Seal(*cmp));
+      return cmp;
+    }
     return l;
   }
 
@@ -944,7 +969,9 @@ class Parser {
       Next();
       auto r = ParseConcat();
       if (!r.ok()) return r;
-      left = *Binary(op, std::move(left), std::move(*r), line);
+      auto b = Binary(op, std::move(left), std::move(*r), line);
+      if (!b.ok()) return b;
+      left = std::move(*b);
     }
     return left;
   }
@@ -959,7 +986,9 @@ class Parser {
       Next();
       auto r = ParseMath2();
       if (!r.ok()) return r;
-      left = *Binary("~", std::move(left), std::move(*r), line);
+      auto b = Binary("~", std::move(left), std::move(*r), line);
+      if (!b.ok()) return b;
+      left = std::move(*b);
     }
     return left;
   }
@@ -975,7 +1004,9 @@ class Parser {
       Next();
       auto r = ParsePow();
       if (!r.ok()) return r;
-      left = *Binary(op, std::move(left), std::move(*r), line);
+      auto b = Binary(op, std::move(left), std::move(*r), line);
+      if (!b.ok()) return b;
+      left = std::move(*b);
     }
     return left;
   }
@@ -990,7 +1021,9 @@ class Parser {
       Next();
       auto r = ParseUnary(true);
       if (!r.ok()) return r;
-      left = *Binary("**", std::move(left), std::move(*r), line);
+      auto b = Binary("**", std::move(left), std::move(*r), line);
+      if (!b.ok()) return b;
+      left = std::move(*b);
     }
     return left;
   }
@@ -1007,6 +1040,7 @@ class Parser {
       node = Make(Expr::Kind::kUnary, line);
       node->name = op;
       node->a.push_back(std::move(*inner));
+      WEFT_RETURN_IF_ERROR(Seal(*node));
     } else {
       auto p = ParsePrimary();
       if (!p.ok()) return p;
@@ -1080,6 +1114,7 @@ class Parser {
         }
       }
       Next();
+      WEFT_RETURN_IF_ERROR(Seal(*e));
       return e;
     }
     return Unexpected();
@@ -1095,6 +1130,7 @@ class Parser {
           auto e = Make(Expr::Kind::kGetAttr, line);
           e->name = Cur().value;
           e->a.push_back(std::move(node));
+          WEFT_RETURN_IF_ERROR(Seal(*e));
           node = std::move(e);
           Next();
         } else if (Cur().type == Tok::kInt) {
@@ -1103,6 +1139,7 @@ class Parser {
           auto idx = Make(Expr::Kind::kLiteral, line);
           idx->literal = Value::Int(Cur().ival);
           e->a.push_back(std::move(idx));
+          WEFT_RETURN_IF_ERROR(Seal(*e));
           node = std::move(e);
           Next();
         } else {
@@ -1117,6 +1154,7 @@ class Parser {
         auto call = Make(Expr::Kind::kCall, line);
         call->a.push_back(std::move(node));
         WEFT_RETURN_IF_ERROR(ParseCallArgs(call.get()));
+        WEFT_RETURN_IF_ERROR(Seal(*call));
         node = std::move(call);
       } else {
         return node;
@@ -1147,11 +1185,13 @@ class Parser {
       auto e = Make(Expr::Kind::kGetItem, line);
       e->a.push_back(std::move(node));
       e->a.push_back(std::move(parts[0]));
+      WEFT_RETURN_IF_ERROR(Seal(*e));
       return e;
     }
     auto e = Make(Expr::Kind::kSlice, line);
     e->a.push_back(std::move(node));
     for (auto& p : parts) e->a.push_back(std::move(p));
+    WEFT_RETURN_IF_ERROR(Seal(*e));
     return e;
   }
 
@@ -1202,6 +1242,7 @@ class Parser {
     f->name = *name;
     f->a.push_back(std::move(subject));
     if (IsOp("(")) WEFT_RETURN_IF_ERROR(ParseCallArgs(f.get()));
+    WEFT_RETURN_IF_ERROR(Seal(*f));
     return f;
   }
 
@@ -1235,11 +1276,13 @@ class Parser {
           if (!post.ok()) return post;
           t->a.push_back(std::move(*post));
         }
+        WEFT_RETURN_IF_ERROR(Seal(*t));
         node = std::move(t);
       } else if (IsOp("(")) {
         auto call = Make(Expr::Kind::kCall, line);
         call->a.push_back(std::move(node));
         WEFT_RETURN_IF_ERROR(ParseCallArgs(call.get()));
+        WEFT_RETURN_IF_ERROR(Seal(*call));
         node = std::move(call);
       } else {
         return node;

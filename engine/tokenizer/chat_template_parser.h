@@ -40,6 +40,7 @@ struct Expr {
   };
   Kind kind;
   int line = 0;
+  int depth = 1;  // 1 + the deepest child; the parser bounds it (evaluation recurses over it)
   Value literal;
   std::string name;  // name, attribute, filter, test or operator
   bool negated = false;

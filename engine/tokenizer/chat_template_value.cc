@@ -17,7 +17,20 @@ Value Value::MakeList(List items, bool tuple) {
   v.kind = Kind::kList;
   v.is_tuple = tuple;
   v.list = std::make_shared<List>(std::move(items));
+  ComputeDepth(v);
   return v;
+}
+
+void ComputeDepth(Value& v) {
+  int d = 0;
+  if (v.kind == Value::Kind::kList) {
+    for (const Value& e : *v.list) d = std::max(d, NestDepth(e));
+  } else if (v.kind == Value::Kind::kDict) {
+    for (const auto& kv : v.dict->items) d = std::max(d, NestDepth(kv.second));
+  } else {
+    return;
+  }
+  v.depth = d + 1;
 }
 
 Value Value::MakeDict() {
@@ -457,11 +470,13 @@ absl::StatusOr<std::string> PyJsonDumps(const Value& v, const DumpsOptions& opti
   return out;
 }
 
-Value FromJson(const nlohmann::ordered_json& j) {
+namespace {
+
+absl::StatusOr<Value> FromJsonAt(const nlohmann::ordered_json& j, int depth) {
+  if (depth > kMaxValueDepth / 2) {
+    return absl::InvalidArgumentError("chat template variables nest too deeply");
+  }
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null:
-    case nlohmann::ordered_json::value_t::discarded:
-      return Value::None();
     case nlohmann::ordered_json::value_t::boolean:
       return Value::Bool(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
@@ -478,20 +493,32 @@ Value FromJson(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::array: {
       List items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(FromJson(e));
+      for (const auto& e : j) {
+        auto v = FromJsonAt(e, depth + 1);
+        if (!v.ok()) return v.status();
+        items.push_back(*std::move(v));
+      }
       return Value::MakeList(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       Value d = Value::MakeDict();
       d.dict->items.reserve(j.size());
-      for (const auto& [k, e] : j.items()) d.dict->items.emplace_back(k, FromJson(e));
+      for (const auto& [k, e] : j.items()) {
+        auto v = FromJsonAt(e, depth + 1);
+        if (!v.ok()) return v.status();
+        d.dict->items.emplace_back(k, *std::move(v));
+      }
+      ComputeDepth(d);
       return d;
     }
-    case nlohmann::ordered_json::value_t::binary:
+    default:
       return Value::None();
   }
-  return Value::None();
 }
+
+}  // namespace
+
+absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& j) { return FromJsonAt(j, 0); }
 
 std::vector<std::string_view> SplitCodePoints(std::string_view s) {
   std::vector<std::string_view> out;

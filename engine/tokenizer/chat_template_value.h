@@ -36,6 +36,7 @@ struct Value {
   Kind kind = Kind::kUndefined;
   bool b = false;
   bool is_tuple = false;  // kList printed as a Python tuple
+  int depth = 0;  // nesting bound for kList/kDict/kCallable: 1 + the deepest child (NestDepth)
   int64_t i = 0;
   double f = 0;
   std::string s;  // kString; for kUndefined the reason ("'x' is undefined")
@@ -104,6 +105,17 @@ struct Dict {
   void Set(std::string_view key, Value v);
 };
 
+// Values nest at most kMaxValueDepth deep, so recursive printing, comparison and destruction are
+// bounded. A namespace (mutable) counts as kNamespaceDepth wherever it is held, and only values
+// shallower than that may be stored in one, so a nesting bound never goes stale.
+inline constexpr int kMaxValueDepth = 256;
+inline constexpr int kNamespaceDepth = 64;
+inline int NestDepth(const Value& v) {
+  return v.kind == Value::Kind::kDict && v.dict->is_namespace ? kNamespaceDepth : v.depth;
+}
+// Sets v.depth from v's direct children (dicts and lists).
+void ComputeDepth(Value& v);
+
 // Python's truthiness.
 bool Truthy(const Value& v);
 // Python's type name, for error messages ("str", "int", "list", "dict", "NoneType", ...).
@@ -128,7 +140,8 @@ struct DumpsOptions {
 // Python json.dumps. Fails for undefined values and callables (not JSON serializable).
 absl::StatusOr<std::string> PyJsonDumps(const Value& v, const DumpsOptions& options);
 
-Value FromJson(const nlohmann::ordered_json& j);
+// Converts JSON data; fails (InvalidArgument) when it nests deeper than kMaxValueDepth / 2.
+absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& j);
 
 // UTF-8 helpers: code point boundaries (an invalid byte counts as one code point).
 std::vector<std::string_view> SplitCodePoints(std::string_view s);
