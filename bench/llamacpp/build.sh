@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Builds llama.cpp's llama-bench (CPU only) as a side-by-side baseline for Weft, entirely outside the
+# Builds llama.cpp's llama-bench and llama-server (CPU only) as a side-by-side baseline for Weft, entirely outside the
 # repository. The source comes from the npm package node-llama-cpp (pinned), which carries llama.cpp
 # as a git bundle (llama/gitRelease.bundle); nothing else is downloaded. Idempotent: re-running only
 # rebuilds what changed. Prints the llama-bench path on its last line.
@@ -12,7 +12,7 @@ NODE_LLAMA_CPP_VERSION="3.21.1"
 BENCH_DIR="${WEFT_BENCH_DIR:-$HOME/.cache/weft-bench}"
 JOBS="${JOBS:-2}"
 NICE="${NICE:-10}"
-TARGETS=(llama-bench llama-simple llama-completion)
+TARGETS=(llama-bench llama-simple llama-completion llama-server)
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 mkdir -p "$BENCH_DIR"
@@ -56,10 +56,13 @@ COMMIT="$(git -C "$SRC_DIR" rev-parse HEAD)"
 RELEASE_TAG="$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$NPM_DIR/package/llama/llama.cpp.info.json" 2>/dev/null || true)"
 log "llama.cpp commit $COMMIT (node-llama-cpp $NODE_LLAMA_CPP_VERSION, release tag '${RELEASE_TAG:-?}')"
 
-# 3. Configure: CPU only, Release, native ISA, static libs, no network/SSL, no tests/server.
+# 3. Configure: CPU only, Release, native ISA, static libs, no curl/SSL, no tests, no web UI.
+#    llama-server is built (for bench/compare_serving.sh); a cache from before it was added is
+#    reconfigured.
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
-if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] ||
+   ! grep -q "^LLAMA_BUILD_SERVER:BOOL=ON" "$BUILD_DIR/CMakeCache.txt"; then
   log "cmake configure -> $BUILD_DIR"
   cmake -S "$SRC_DIR" -B "$BUILD_DIR" "${GEN[@]}" \
     -DCMAKE_BUILD_TYPE=Release \
@@ -69,7 +72,7 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     -DGGML_OPENCL=OFF -DGGML_RPC=OFF -DGGML_BLAS=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF \
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF \
     --no-warn-unused-cli >"$BENCH_DIR/cmake-configure.log" 2>&1 ||
     { cat "$BENCH_DIR/cmake-configure.log" >&2; exit 1; }
 fi
@@ -82,6 +85,7 @@ log "build took $(( $(date +%s) - start ))s"
 
 BIN="$BUILD_DIR/bin/llama-bench"
 [ -x "$BIN" ] || { log "llama-bench not found at $BIN"; exit 1; }
+[ -x "$BUILD_DIR/bin/llama-server" ] || { log "llama-server not found in $BUILD_DIR/bin"; exit 1; }
 printf '%s\n' "commit=$COMMIT" "node_llama_cpp=$NODE_LLAMA_CPP_VERSION" "release_tag=${RELEASE_TAG:-}" \
   "bin_dir=$BUILD_DIR/bin" >"$BENCH_DIR/llama.cpp.built"
 echo "$BIN"
