@@ -19,22 +19,20 @@ double Since(Clock::time_point t) {
 
 // One request's state on the engine thread.
 struct LlamaEngine::Sequence {
-  int64_t id = 0;
+  int64_t id = 0;  // also the scheduler's and the KV cache's sequence id
   EngineRequest req;
-  std::shared_ptr<EventSink> sink;
+  std::shared_ptr<EventSink> sink;                   // null once finished
   std::shared_ptr<const lora::LoraAdapter> adapter;  // keeps it alive while running
   std::string kv_key;                                // prefix-cache key (adapter identity)
-  std::vector<int32_t> tokens;                       // prompt, then resumed, then generated tokens
   int32_t n_prompt = 0;
-  int32_t n_computed = 0;     // tokens whose K/V are in the cache
+  int32_t n_resumed = 0;
   int32_t n_generated = 0;    // resumed + generated
-  int32_t cached_tokens = 0;  // prefix-cache hit at (first) admission
-  bool admitted = false;      // holds KV blocks
+  int32_t max_new = 0;        // tokens it may still generate (max_tokens, context)
+  int32_t cached_tokens = 0;  // prefix-cache hit at the first admission
   bool first_admission = true;
   bool got_first_token = false;
   Clock::time_point submitted;
   double ttft = 0;
-  uint64_t arrival = 0;  // order of submission
   std::unique_ptr<sampling::Sampler> sampler;
   std::unique_ptr<sampling::GenerationLimits> limits;
   std::unique_ptr<sampling::StopMatcher> stops;
@@ -98,6 +96,13 @@ absl::StatusOr<std::unique_ptr<LlamaEngine>> LlamaEngine::Create(
   e->forward_ = *std::move(fwd);
   e->kv_ = std::make_unique<kv::PagedKvCache>(
       kv::PagedKvCacheOptions{static_cast<int32_t>(n_blocks), options.block_size});
+  scheduler::SchedulerOptions so;
+  so.max_tokens_per_step = options.max_batch_tokens;
+  so.max_running = std::min(options.max_running, options.max_batch_tokens);
+  auto sched = scheduler::Scheduler::Create(so, e->kv_.get());
+  if (!sched.ok()) return sched.status();
+  e->scheduler_ = *std::move(sched);
+  e->started_ = Clock::now();
   e->eog_ids_ = tokenizer::EndOfGenerationIds(*e->tokenizer_);
   e->lora_hook_ = std::make_unique<LoraHook>();
   e->PublishLoad();
@@ -223,13 +228,7 @@ void LlamaEngine::Loop() {
   // Whatever is left is cancelled.
   DrainIntake();
   for (auto& [id, seq] : seqs_) {
-    if (seq->admitted) kv_->Free(seq->id);
-    seq->admitted = false;
-    FinishEvent f;
-    f.status = absl::CancelledError("the engine shut down");
-    f.prompt_tokens = seq->n_prompt;
-    f.completion_tokens = seq->n_generated;
-    seq->sink->OnFinish(f);
+    Finish(*seq, absl::CancelledError("the engine shut down"), sampling::FinishReason::kLength);
   }
   seqs_.clear();
   std::lock_guard<std::mutex> lock(mu_);
@@ -247,7 +246,6 @@ void LlamaEngine::DrainIntake() {
   for (auto& [req, sink] : intake) {
     auto seq = std::make_unique<Sequence>();
     seq->id = next_seq_id_++;
-    seq->arrival = static_cast<uint64_t>(seq->id);
     seq->submitted = Clock::now();
     seq->sink = std::move(sink);
     if (!req.adapter.empty()) {
@@ -262,7 +260,7 @@ void LlamaEngine::DrainIntake() {
       }
       seq->kv_key = AdapterKey(seq->adapter.get());
     }
-    seq->tokens = req.prompt;
+    std::vector<int32_t> context = req.prompt;
     seq->n_prompt = static_cast<int32_t>(req.prompt.size());
     seq->sampler = std::make_unique<sampling::Sampler>(req.sampling, model_->config.vocab_size);
     seq->limits = std::make_unique<sampling::GenerationLimits>(req.sampling, eog_ids_);
@@ -271,12 +269,31 @@ void LlamaEngine::DrainIntake() {
     // Resumed tokens were already sent: they join the context and advance the decoder and stop
     // matcher silently, so the continuation's text and stops line up with the original stream.
     for (int32_t t : req.resume) {
-      seq->tokens.push_back(t);
+      context.push_back(t);
       seq->stops->Push(seq->decoder->Push(t));
     }
-    seq->n_generated = static_cast<int32_t>(req.resume.size());
+    seq->n_generated = seq->n_resumed = static_cast<int32_t>(req.resume.size());
+    // The KV the sequence may need: up to max_tokens more tokens, within the context.
+    const int32_t room = n_ctx_ - static_cast<int32_t>(context.size());
+    seq->max_new = req.sampling.max_tokens > 0
+                       ? std::min(room, req.sampling.max_tokens - seq->n_resumed)
+                       : room;
+    scheduler::SequenceRequest sr;
+    sr.id = seq->id;
+    sr.priority = req.priority == Priority::kBatch ? scheduler::Priority::kBatch
+                                                   : scheduler::Priority::kInteractive;
+    sr.client = req.client;
+    sr.arrival_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(seq->submitted - started_).count();
+    sr.tokens = std::move(context);
+    sr.extra_key = seq->kv_key;
+    sr.max_new_tokens = std::max(seq->max_new, 1);
     seq->req = std::move(req);
+    Sequence& ref = *seq;
     seqs_.emplace(seq->id, std::move(seq));
+    if (absl::Status s = scheduler_->Add(std::move(sr)); !s.ok()) {
+      Finish(ref, s, sampling::FinishReason::kLength);
+    }
   }
   for (const std::string& id : cancels) {
     for (auto& [sid, seq] : seqs_) {
@@ -287,16 +304,12 @@ void LlamaEngine::DrainIntake() {
       }
     }
   }
-  // Finished sequences are erased here (Finish only marks them).
-  for (auto it = seqs_.begin(); it != seqs_.end();) {
-    it = it->second->sink == nullptr ? seqs_.erase(it) : std::next(it);
-  }
+  EraseFinished();  // Finish only marks them
 }
 
 void LlamaEngine::Finish(Sequence& seq, absl::Status status, sampling::FinishReason reason) {
-  if (seq.sink == nullptr) return;  // already finished
-  if (seq.admitted) kv_->Free(seq.id);
-  seq.admitted = false;
+  if (seq.sink == nullptr) return;                               // already finished
+  if (scheduler_->Contains(seq.id)) scheduler_->Remove(seq.id);  // frees its KV blocks now
   FinishEvent f;
   f.status = std::move(status);
   f.reason = reason;
@@ -314,136 +327,35 @@ void LlamaEngine::Finish(Sequence& seq, absl::Status status, sampling::FinishRea
   --queued_;
 }
 
-void LlamaEngine::Preempt(Sequence& seq) {
-  // Recompute later: its blocks go back (full ones stay in the prefix cache, so re-admission
-  // usually skips most of the recompute).
-  kv_->Free(seq.id);
-  seq.admitted = false;
-  seq.n_computed = 0;
-}
-
 bool LlamaEngine::Step() {
-  int64_t budget = options_.max_batch_tokens;
-  struct Planned {
-    Sequence* seq;
-    int32_t n;
-  };
-  std::vector<Planned> planned;
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+  scheduler::StepPlan plan = scheduler_->Step(now_ms);
+  for (const scheduler::Admission& a : plan.admitted) {
+    Sequence& s = *seqs_.at(a.id);
+    if (s.first_admission) {
+      s.cached_tokens = std::min(a.cached_tokens, s.n_prompt);
+      s.first_admission = false;
+    }
+  }
+  if (plan.empty()) return false;
 
-  // Running sequences, oldest first; the newest are preempted first when blocks run out.
-  std::vector<Sequence*> running;
-  for (auto& [id, seq] : seqs_) {
-    if (seq->sink != nullptr && seq->admitted) running.push_back(seq.get());
-  }
-  std::sort(running.begin(), running.end(), [](const Sequence* a, const Sequence* b) {
-    if (a->req.priority != b->req.priority) return a->req.priority < b->req.priority;
-    return a->arrival < b->arrival;
-  });
-  // 1. Decode tokens first (one per running sequence whose prompt is done), then prefill chunks.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (size_t i = 0; i < running.size(); ++i) {
-      Sequence* s = running[i];
-      if (!s->admitted) continue;
-      const int32_t pending = static_cast<int32_t>(s->tokens.size()) - s->n_computed;
-      const bool decoding = pending == 1 && s->n_computed > 0;
-      if (pending <= 0 || decoding != (pass == 0) || budget <= 0) continue;
-      const int32_t n = static_cast<int32_t>(std::min<int64_t>(pending, budget));
-      // Reserve slots for tokens beyond those the cache holds for the sequence.
-      const int32_t reserved = kv_->NumTokens(s->id);
-      const int32_t need_to = s->n_computed + n;
-      while (need_to > reserved) {
-        auto plan = kv_->PlanAppend(
-            s->id, std::span<const int32_t>(s->tokens).subspan(reserved, need_to - reserved));
-        if (plan) {
-          kv_->Apply(*plan);
-          break;
-        }
-        // Out of blocks: preempt the newest running sequence (possibly this one).
-        Sequence* victim = nullptr;
-        for (auto it = running.rbegin(); it != running.rend(); ++it) {
-          if ((*it)->admitted) {
-            victim = *it;
-            break;
-          }
-        }
-        WEFT_CHECK(victim != nullptr);
-        planned.erase(std::remove_if(planned.begin(), planned.end(),
-                                     [&](const Planned& p) { return p.seq == victim; }),
-                      planned.end());
-        Preempt(*victim);
-        if (victim == s) break;
-      }
-      if (!s->admitted) continue;
-      planned.push_back({s, n});
-      budget -= n;
-    }
-  }
-  // 2. Admit waiting sequences while the budget, the running limit and free blocks allow:
-  // interactive first, then the client served least recently, FIFO within a client.
-  int running_count = 0;
-  for (Sequence* s : running) running_count += s->admitted ? 1 : 0;
-  std::map<std::string, uint64_t> client_last;  // client -> newest arrival among running
-  for (Sequence* s : running) {
-    if (s->admitted) client_last[s->req.client] = std::max(client_last[s->req.client], s->arrival);
-  }
-  while (budget > 0 && running_count < options_.max_running) {
-    Sequence* best = nullptr;
-    for (auto& [id, seq] : seqs_) {
-      Sequence* s = seq.get();
-      if (s->sink == nullptr || s->admitted) continue;
-      if (best == nullptr) {
-        best = s;
-        continue;
-      }
-      auto key = [&](const Sequence* x) {
-        auto it = client_last.find(x->req.client);
-        return std::make_tuple(x->req.priority, it == client_last.end() ? 0 : it->second + 1,
-                               x->arrival);
-      };
-      if (key(s) < key(best)) best = s;
-    }
-    if (best == nullptr) break;
-    auto plan = kv_->PlanAdd(best->id, best->tokens, best->kv_key);
-    if (!plan) {
-      if (running_count == 0 && kv_->NumAvailableBlocks() == kv_->total_blocks()) {
-        Finish(*best, absl::OutOfRangeError("the prompt does not fit the KV cache"),
-               sampling::FinishReason::kLength);
-        continue;
-      }
-      break;  // wait for blocks to free up
-    }
-    kv_->Apply(*plan);
-    best->admitted = true;
-    best->n_computed = plan->n_cached_tokens;
-    if (best->first_admission) {
-      best->cached_tokens = std::min(plan->n_cached_tokens, best->n_prompt);
-      best->first_admission = false;
-    }
-    ++running_count;
-    client_last[best->req.client] = best->arrival;
-    const int32_t pending = static_cast<int32_t>(best->tokens.size()) - best->n_computed;
-    const int32_t n = static_cast<int32_t>(std::min<int64_t>(pending, budget));
-    planned.push_back({best, n});
-    budget -= n;
-  }
-  if (planned.empty()) return false;
-
-  // 3. One forward pass over every planned chunk.
+  // One forward pass over every planned chunk (decodes first, then prefill chunks).
   std::vector<model::SeqChunk> chunks;
   std::vector<const lora::LoraAdapter*> adapter_of_row;
   bool any_adapter = false;
   int64_t n_prefill = 0, n_decode = 0;
-  for (const Planned& p : planned) {
-    Sequence* s = p.seq;
+  for (const scheduler::ScheduledChunk& c : plan.chunks) {
+    Sequence& s = *seqs_.at(c.id);
     model::SeqChunk ch;
-    ch.tokens = std::span<const int32_t>(s->tokens).subspan(s->n_computed, p.n);
-    ch.start_pos = s->n_computed;
-    ch.block_table = kv_->BlockTable(s->id);
-    ch.want_logits = s->n_computed + p.n == static_cast<int32_t>(s->tokens.size());
-    ch.adapter = s->adapter != nullptr ? 0 : -1;
-    any_adapter |= s->adapter != nullptr;
-    for (int32_t i = 0; i < p.n; ++i) adapter_of_row.push_back(s->adapter.get());
-    (p.n == 1 && s->n_computed > 0 ? n_decode : n_prefill) += p.n;
+    ch.tokens = scheduler_->Tokens(c.id).subspan(c.pos, c.n_tokens);
+    ch.start_pos = c.pos;
+    ch.block_table = kv_->BlockTable(c.id);
+    ch.want_logits = c.sample;
+    ch.adapter = s.adapter != nullptr ? 0 : -1;
+    any_adapter |= s.adapter != nullptr;
+    for (int32_t i = 0; i < c.n_tokens; ++i) adapter_of_row.push_back(s.adapter.get());
+    (c.decode ? n_decode : n_prefill) += c.n_tokens;
     chunks.push_back(ch);
   }
   if (any_adapter) lora_hook_->batch.Reset(adapter_of_row);
@@ -452,77 +364,82 @@ bool LlamaEngine::Step() {
   const double dt = Since(t0);
   ++steps_;
   if (!logits.ok()) {
-    for (const Planned& p : planned) {
-      Finish(*p.seq, logits.status(), sampling::FinishReason::kLength);
+    for (const scheduler::ScheduledChunk& c : plan.chunks) {
+      Finish(*seqs_.at(c.id), logits.status(), sampling::FinishReason::kLength);
     }
+    scheduler_->CompleteStep(plan);
+    EraseFinished();
     return true;
   }
+  scheduler_->CompleteStep(plan);
   // Recent throughput (EWMA over steps) for the load report.
   const double alpha = 0.2;
   if (n_prefill > 0) prefill_tps_ = (1 - alpha) * prefill_tps_ + alpha * (n_prefill / dt);
   if (n_decode > 0) decode_tps_ = (1 - alpha) * decode_tps_ + alpha * (n_decode / dt);
 
-  // 4. Sample for every sequence whose chunk produced logits.
+  // Sample for every chunk that reached the end of its sequence's context.
   const int64_t vocab = model_->config.vocab_size;
   int64_t out_row = 0;
   std::vector<float> row;
-  for (size_t i = 0; i < planned.size(); ++i) {
-    Sequence* s = planned[i].seq;
-    s->n_computed += planned[i].n;
-    kv_->MarkComputed(s->id, s->n_computed);
-    if (!chunks[i].want_logits) continue;
+  for (const scheduler::ScheduledChunk& c : plan.chunks) {
+    if (!c.sample) continue;
     row.assign(logits->begin() + out_row * vocab, logits->begin() + (out_row + 1) * vocab);
     ++out_row;
-    if (s->sink == nullptr) continue;
-    s->limits->MaskLogits(row, s->n_generated);
+    Sequence& s = *seqs_.at(c.id);
+    if (s.sink == nullptr) continue;
+    s.limits->MaskLogits(row, s.n_generated);
     TokenEvent ev;
     sampling::TokenLogprobs lp;
-    const int32_t token = s->sampler->Sample(row, s->tokens, static_cast<size_t>(s->n_prompt),
-                                             s->req.logprobs ? &lp : nullptr);
+    const int32_t token =
+        s.sampler->Sample(row, scheduler_->Tokens(c.id), static_cast<size_t>(s.n_prompt),
+                          s.req.logprobs ? &lp : nullptr);
     if (token == sampling::kNoToken) {
-      Finish(*s, absl::InvalidArgumentError("every token was excluded by logit_bias/penalties"),
+      Finish(s, absl::InvalidArgumentError("every token was excluded by logit_bias/penalties"),
              sampling::FinishReason::kLength);
       continue;
     }
-    if (!s->got_first_token) {
-      s->got_first_token = true;
-      s->ttft = Since(s->submitted);
+    if (!s.got_first_token) {
+      s.got_first_token = true;
+      s.ttft = Since(s.submitted);
     }
-    std::optional<sampling::FinishReason> reason = s->limits->Check(token, s->n_generated + 1);
-    if (s->limits->IsEndOfGeneration(token)) {
-      Finish(*s, absl::OkStatus(), *reason);
+    std::optional<sampling::FinishReason> reason = s.limits->Check(token, s.n_generated + 1);
+    if (s.limits->IsEndOfGeneration(token)) {
+      Finish(s, absl::OkStatus(), *reason);
       continue;
     }
-    s->tokens.push_back(token);
-    ++s->n_generated;
+    ++s.n_generated;
     ev.token = token;
-    sampling::StopMatcher::Result r = s->stops->Push(s->decoder->Push(token));
+    sampling::StopMatcher::Result r = s.stops->Push(s.decoder->Push(token));
     ev.text = std::move(r.emit);
-    if (s->req.logprobs) ev.logprobs = std::move(lp);
-    s->sink->OnToken(ev);
+    if (s.req.logprobs) ev.logprobs = std::move(lp);
+    s.sink->OnToken(ev);
     if (r.stopped) reason = sampling::FinishReason::kStopString;
-    if (!reason && static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
-      reason = sampling::FinishReason::kLength;  // the context is full
+    const int64_t context = static_cast<int64_t>(scheduler_->Tokens(c.id).size()) + 1;
+    if (!reason && (context >= n_ctx_ || s.n_generated - s.n_resumed >= s.max_new)) {
+      reason = sampling::FinishReason::kLength;  // the context (or the KV bound) is full
     }
-    if (reason) Finish(*s, absl::OkStatus(), *reason);
+    if (reason) {
+      Finish(s, absl::OkStatus(), *reason);
+    } else {
+      scheduler_->AppendToken(c.id, token);
+    }
   }
+  EraseFinished();
+  return true;
+}
+
+void LlamaEngine::EraseFinished() {
   for (auto it = seqs_.begin(); it != seqs_.end();) {
     it = it->second->sink == nullptr ? seqs_.erase(it) : std::next(it);
   }
-  return true;
 }
 
 void LlamaEngine::PublishLoad() {
   LoadReport r;
-  for (const auto& [id, seq] : seqs_) {
-    if (seq->sink == nullptr) continue;
-    if (seq->admitted) {
-      ++r.running;
-      r.tokens_in_flight += static_cast<int64_t>(seq->tokens.size());
-    } else {
-      ++r.waiting;
-    }
-  }
+  scheduler::SchedulerStats ss = scheduler_->Stats();
+  r.running = ss.running;
+  r.waiting = ss.waiting;
+  r.tokens_in_flight = ss.tokens_in_flight;
   kv::KvStats st = kv_->Stats();
   r.kv_blocks_total = st.total_blocks;
   r.kv_blocks_free = st.free_blocks + st.evictable_blocks;

@@ -7,6 +7,7 @@
 // adapters share steps (per-row adapter application). Submit/Cancel/Load are thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -27,6 +28,7 @@
 #include "engine/sampling/generation_limits.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sampling/stop_matcher.h"
+#include "engine/scheduler/scheduler.h"
 #include "engine/tokenizer/decoding.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -77,7 +79,7 @@ class LlamaEngine final : public Engine {
   bool Step();
   void DrainIntake();
   void Finish(Sequence& seq, absl::Status status, sampling::FinishReason reason);
-  void Preempt(Sequence& seq);
+  void EraseFinished();
   void PublishLoad();
   std::string AdapterKey(const lora::LoraAdapter* adapter);
 
@@ -91,6 +93,8 @@ class LlamaEngine final : public Engine {
   // Engine-thread state.
   std::unique_ptr<model::BatchForward> forward_;
   std::unique_ptr<kv::PagedKvCache> kv_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;  // admission, chunking, preemption
+  std::chrono::steady_clock::time_point started_;
   std::map<int64_t, std::unique_ptr<Sequence>> seqs_;  // by sequence id
   int64_t next_seq_id_ = 1;
   std::unique_ptr<LoraHook> lora_hook_;
