@@ -503,16 +503,20 @@ absl::StatusOr<std::unique_ptr<LoraAdapter>> LoadLoraAdapter(const std::string& 
 }
 
 void ApplyLoraDelta(kernels::Backend& be, const LoraWeights& w, const float* x,
-                    std::span<const int32_t> rows, float* y, LoraScratch& scratch) {
+                    std::span<const int32_t> rows, float* y, LoraScratch& scratch,
+                    LoraStrides strides) {
   if (rows.empty() || !w.present()) return;
   const int64_t m = static_cast<int64_t>(rows.size());
   const int64_t n_in = w.n_in, n_out = w.n_out, r = w.rank;
+  const int64_t ldx = strides.x > 0 ? strides.x : n_in;
+  const int64_t ldy = strides.y > 0 ? strides.y : n_out;
+  // Consecutive rows (one sequence's prompt chunk, or a whole single-adapter batch) need no gather.
   const bool contiguous = rows.back() - rows.front() + 1 == m;
-  const float* xin = x + rows.front() * n_in;
-  if (!contiguous) {
+  const float* xin = x + rows.front() * ldx;
+  if (!contiguous || ldx != n_in) {
     scratch.x.resize(m * n_in);
     for (int64_t i = 0; i < m; ++i) {
-      std::memcpy(scratch.x.data() + i * n_in, x + rows[i] * n_in, n_in * sizeof(float));
+      std::memcpy(scratch.x.data() + i * n_in, x + rows[i] * ldx, n_in * sizeof(float));
     }
     xin = scratch.x.data();
   }
@@ -521,11 +525,12 @@ void ApplyLoraDelta(kernels::Backend& be, const LoraWeights& w, const float* x,
   be.MatMul(w.a_view(), xin, m, scratch.mid.data());
   for (float& v : scratch.mid) v *= w.scale;
   be.MatMul(w.b_view(), scratch.mid.data(), m, scratch.out.data());
-  if (contiguous) {
+  if (contiguous && ldy == n_out) {
     be.Add(scratch.out.data(), m * n_out, y + rows.front() * n_out);
   } else {
-    for (int64_t i = 0; i < m; ++i)
-      be.Add(scratch.out.data() + i * n_out, n_out, y + rows[i] * n_out);
+    for (int64_t i = 0; i < m; ++i) {
+      be.Add(scratch.out.data() + i * n_out, n_out, y + rows[i] * ldy);
+    }
   }
 }
 
@@ -562,10 +567,10 @@ void LoraBatch::Reset(std::span<const LoraAdapter* const> adapter_of_row) {
 }
 
 void AddLoraDelta(kernels::Backend& be, const LoraBatch& batch, int layer, LoraTarget target,
-                  const float* x, float* y, LoraScratch& scratch) {
+                  const float* x, float* y, LoraScratch& scratch, LoraStrides strides) {
   for (const LoraBatch::Group& g : batch.groups()) {
     if (const LoraWeights* w = g.adapter->Find(layer, target)) {
-      ApplyLoraDelta(be, *w, x, g.rows, y, scratch);
+      ApplyLoraDelta(be, *w, x, g.rows, y, scratch, strides);
     }
   }
 }

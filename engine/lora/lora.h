@@ -75,10 +75,19 @@ struct LoraScratch {
   std::vector<float> out;  // [rows, n_out]
 };
 
+// Row strides (in floats) of the activations around a projection; 0 = dense (n_in / n_out).
+// Non-dense strides serve fused projections (e.g. q|k|v written side by side in one buffer).
+struct LoraStrides {
+  int64_t x = 0;
+  int64_t y = 0;
+};
+
 // For each i: y[rows[i], :] += w.scale * B (A x[rows[i], :]). x: [*, w.n_in] and y: [*, w.n_out]
-// row-major. A and B are streamed once for all the rows (two MatMuls on the gathered rows).
+// row-major (row strides from `strides`). A and B are streamed once for all the rows (two MatMuls
+// on the gathered rows).
 void ApplyLoraDelta(kernels::Backend& be, const LoraWeights& w, const float* x,
-                    std::span<const int32_t> rows, float* y, LoraScratch& scratch);
+                    std::span<const int32_t> rows, float* y, LoraScratch& scratch,
+                    LoraStrides strides = {});
 
 // The rows of one forward step grouped by adapter. Build it once per step (Reset), then call
 // AddLoraDelta after each base projection. Holds the adapter pointers only: the caller keeps the
@@ -104,8 +113,8 @@ class LoraBatch {
 };
 
 // After y = W x for the base weight of (layer, target): adds each row's adapter delta.
-// x: [batch.n_rows(), n_in], y: [batch.n_rows(), n_out], row-major and dense.
+// x: [batch.n_rows(), n_in], y: [batch.n_rows(), n_out], row-major (dense unless `strides`).
 void AddLoraDelta(kernels::Backend& be, const LoraBatch& batch, int layer, LoraTarget target,
-                  const float* x, float* y, LoraScratch& scratch);
+                  const float* x, float* y, LoraScratch& scratch, LoraStrides strides = {});
 
 }  // namespace weft::lora

@@ -532,6 +532,47 @@ TEST_F(LoraTest, ApplyLoraDeltaSubsetOfRows) {
   }
 }
 
+TEST_F(LoraTest, StridedActivationsMatchDense) {
+  // A fused q|k|v output buffer and an input with padded rows give the dense results.
+  auto be = kernels::Backend::Create({kernels::BestIsa(), 1});
+  RandomLora r1 = testing::MakeRandomLora(*gg_, 8, 16.0f, AllTargets(), 31);
+  RandomLora r2 = testing::MakeRandomLora(*gg_, 2, 2.0f, {LoraTarget::kK}, 32);
+  ASSERT_TRUE(testing::WritePeftLora(r1, Path("strided1")).ok());
+  ASSERT_TRUE(testing::WritePeftLora(r2, Path("strided2")).ok());
+  auto a1 = MustLoad(Path("strided1"), *gg_);
+  auto a2 = MustLoad(Path("strided2"), *gg_);
+  ASSERT_TRUE(a1 && a2);
+  const std::vector<const LoraAdapter*> rows = {a2.get(), a1.get(), nullptr, a1.get(), a2.get()};
+  LoraBatch batch;
+  batch.Reset(rows);
+  const int64_t n = 5, d = gg_->config.d_model, pad = d + 7;
+  const int64_t widths[3] = {gg_->config.n_heads * gg_->config.head_dim,
+                             gg_->config.n_kv_heads * gg_->config.head_dim,
+                             gg_->config.n_kv_heads * gg_->config.head_dim};
+  const int64_t fused = widths[0] + widths[1] + widths[2];
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(n * d), xpad(n * pad, 99.0f), yf(n * fused, 0.5f);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < d; ++j) xpad[i * pad + j] = x[i * d + j] = dist(rng);
+  }
+  LoraScratch scratch;
+  int64_t off = 0;
+  const LoraTarget targets[3] = {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV};
+  for (int t = 0; t < 3; ++t) {
+    std::vector<float> dense(n * widths[t], 0.5f);
+    AddLoraDelta(*be, batch, 1, targets[t], x.data(), dense.data(), scratch);
+    AddLoraDelta(*be, batch, 1, targets[t], xpad.data(), yf.data() + off, scratch,
+                 {.x = pad, .y = fused});
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t o = 0; o < widths[t]; ++o) {
+        ASSERT_FLOAT_EQ(yf[i * fused + off + o], dense[i * widths[t] + o]) << t << " " << i;
+      }
+    }
+    off += widths[t];
+  }
+}
+
 // ---- permutation and merged models ----------------------------------------------------------
 
 TEST_F(LoraTest, PeftQkDeltaOnGgufBaseIsThePermutedHfDelta) {
