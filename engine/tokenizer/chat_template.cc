@@ -8,12 +8,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status.h"
@@ -32,6 +36,32 @@ struct Callable {
 namespace {
 
 using Kwargs = std::vector<std::pair<std::string, Value>>;
+
+// Python float(s) for an already stripped s: decimal or exponent notation, inf, nan, digits
+// grouped by single underscores; nullopt when Python would raise ValueError.
+std::optional<double> PyFloat(const std::string& t) {
+  std::string clean;
+  for (size_t k = 0; k < t.size(); ++k) {
+    const char c = t[k];
+    if (c == '_') {
+      if (k == 0 || k + 1 >= t.size() || !absl::ascii_isdigit(t[k - 1]) ||
+          !absl::ascii_isdigit(t[k + 1])) {
+        return std::nullopt;
+      }
+      continue;
+    }
+    if (!absl::ascii_isdigit(c) &&
+        std::string_view("+-.eEinfatyINFATY").find(c) == std::string_view::npos) {
+      return std::nullopt;
+    }
+    clean += c;
+  }
+  if (clean.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double d = std::strtod(clean.c_str(), &end);
+  if (end != clean.c_str() + clean.size()) return std::nullopt;
+  return d;
+}
 
 absl::Status Error(int line, const std::string& msg) {
   return absl::InvalidArgumentError(absl::StrCat("chat template error: line ", line, ": ", msg));
@@ -1163,34 +1193,38 @@ class Renderer {
       return Error(line, absl::StrCat("macro '", m.text, "' takes not more than ", m.names.size(),
                                       " argument(s)"));
     }
-    Frame params;
-    for (size_t k = 0; k < m.names.size(); ++k) {
-      if (k < args.size()) {
-        params.emplace_back(m.names[k], args[k]);
-      } else if (const Value* v = FindKw(kw, m.names[k])) {
-        params.emplace_back(m.names[k], *v);
-      } else if (m.e[k]) {
-        WEFT_ASSIGN_OR_RETURN(Value d, Eval(*m.e[k]));
-        params.emplace_back(m.names[k], std::move(d));
-      } else {
-        params.emplace_back(m.names[k], Value::Undefined(absl::StrCat("parameter '", m.names[k],
-                                                                      "' was not provided")));
-      }
-    }
     for (const auto& [k, v] : kw) {
       if (std::find(m.names.begin(), m.names.end(), k) == m.names.end()) {
         return Error(line,
                      absl::StrCat("macro '", m.text, "' takes no keyword argument '", k, "'"));
       }
     }
-    // A macro sees the template's top-level names and its parameters.
+    // A macro sees the template's top-level names and its parameters; defaults may use the
+    // parameters before them.
     std::vector<Frame> saved = std::move(frames_);
     frames_.clear();
     frames_.push_back(saved.front());
-    frames_.push_back(std::move(params));
+    frames_.emplace_back();
     ++call_depth_;
     std::string out;
-    auto f = Exec(m.bodies[0], out);
+    absl::StatusOr<Flow> f = Flow::kNormal;
+    for (size_t k = 0; k < m.names.size() && f.ok(); ++k) {
+      if (k < args.size()) {
+        Assign(m.names[k], args[k]);
+      } else if (const Value* v = FindKw(kw, m.names[k])) {
+        Assign(m.names[k], *v);
+      } else if (m.e[k]) {
+        auto d = Eval(*m.e[k]);
+        if (d.ok()) {
+          Assign(m.names[k], *std::move(d));
+        } else {
+          f = d.status();
+        }
+      } else {
+        Assign(m.names[k], Value::Undefined(absl::StrCat("'", m.names[k], "' is undefined")));
+      }
+    }
+    if (f.ok()) f = Exec(m.bodies[0], out);
     --call_depth_;
     frames_ = std::move(saved);
     if (!f.ok()) return f.status();
@@ -1736,15 +1770,30 @@ class Renderer {
         return Value::Int(static_cast<int64_t>(v.f));
       }
       if (v.IsString()) {
-        const std::string t = PyStrip(v.s, nullptr, StripSide::kBoth);
-        char* end = nullptr;
-        errno = 0;
-        const long long i = std::strtoll(t.c_str(), &end, 10);
-        if (!t.empty() && end == t.c_str() + t.size() && errno == 0) return Value::Int(i);
-        const double d = std::strtod(t.c_str(), &end);
-        if (!t.empty() && end == t.c_str() + t.size() && std::isfinite(d) &&
-            std::fabs(d) < 9.2e18) {
-          return Value::Int(static_cast<int64_t>(d));
+        // Python int(s), else int(float(s)): decimal digits with single underscores between.
+        std::string t = PyStrip(v.s, nullptr, StripSide::kBoth);
+        std::string digits;
+        bool ok = !t.empty();
+        for (size_t k = 0; k < t.size() && ok; ++k) {
+          const char c = t[k];
+          if ((c == '+' || c == '-') && k == 0) {
+            digits += c;
+          } else if (absl::ascii_isdigit(c)) {
+            digits += c;
+          } else if (c == '_' && k > 0 && absl::ascii_isdigit(t[k - 1]) && k + 1 < t.size() &&
+                     absl::ascii_isdigit(t[k + 1])) {
+          } else {
+            ok = false;
+          }
+        }
+        if (ok) {
+          char* end = nullptr;
+          errno = 0;
+          const long long i = std::strtoll(digits.c_str(), &end, 10);
+          if (end == digits.c_str() + digits.size() && errno == 0) return Value::Int(i);
+        }
+        if (auto d = PyFloat(t); d && std::isfinite(*d) && std::fabs(*d) < 9.2e18) {
+          return Value::Int(static_cast<int64_t>(*d));
         }
       }
       return fallback;
@@ -1754,10 +1803,7 @@ class Renderer {
       const Value fallback = def ? *def : Value::Float(0.0);
       if (v.IsNumber()) return Value::Float(v.AsDouble());
       if (v.IsString()) {
-        const std::string t = PyStrip(v.s, nullptr, StripSide::kBoth);
-        char* end = nullptr;
-        const double d = std::strtod(t.c_str(), &end);
-        if (!t.empty() && end == t.c_str() + t.size()) return Value::Float(d);
+        if (auto d = PyFloat(PyStrip(v.s, nullptr, StripSide::kBoth))) return Value::Float(*d);
       }
       return fallback;
     }
@@ -1770,9 +1816,16 @@ class Renderer {
       if (p < -20 || p > 20) return Error(line, "round precision out of range");
       const double scale = std::pow(10.0, static_cast<double>(p));
       const std::string m = method ? str_of(*method) : "common";
+      if (m == "common" && v.IsIntLike()) return Value::Int(v.AsInt());  // round(int) is an int
+      if (m == "common" && p >= 0 && std::isfinite(v.f)) {
+        // Python's round(x, p) rounds the exact binary value, ties to even: as printf does.
+        char buf[512];
+        std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(p), v.f);
+        return Value::Float(std::strtod(buf, nullptr));
+      }
       double x = v.AsDouble() * scale;
       if (m == "common") {
-        x = std::nearbyint(x);  // Python's round(): ties to even
+        x = std::nearbyint(x);  // ties to even
       } else if (m == "ceil") {
         x = std::ceil(x);
       } else if (m == "floor") {
@@ -1817,6 +1870,7 @@ class Renderer {
       return GetAttr(v, str_of(*a), line);
     }
     if (name == "pprint") return Value::Str(ToPyRepr(v));
+    if (name == "format") return PercentFormat(str_of(v), args, line);
     if (name == "batch") {
       const Value* count = arg(0, "linecount");
       const Value* fill = arg(1, "fill_with");
@@ -1839,6 +1893,66 @@ class Renderer {
       return Value::MakeList(std::move(out));
     }
     return Error(line, absl::StrCat("No filter named '", name, "'."));
+  }
+
+  // printf-style `"%s, %d" | format(a, b)`: conversions s r d i f g e x % with flags, width and
+  // precision.
+  absl::StatusOr<Value> PercentFormat(const std::string& fmt, const List& args, int line) {
+    std::string out;
+    size_t next = 0;
+    for (size_t k = 0; k < fmt.size(); ++k) {
+      if (fmt[k] != '%') {
+        out += fmt[k];
+        continue;
+      }
+      size_t j = k + 1;
+      while (j < fmt.size() && std::string_view("-+ #0").find(fmt[j]) != std::string_view::npos)
+        ++j;
+      while (j < fmt.size() && (absl::ascii_isdigit(fmt[j]) || fmt[j] == '.')) ++j;
+      if (j >= fmt.size()) return Error(line, "format: incomplete format");
+      const char conv = fmt[j];
+      const std::string spec = fmt.substr(k, j - k);
+      k = j;
+      if (conv == '%') {
+        out += '%';
+        continue;
+      }
+      if (next >= args.size()) return Error(line, "format: not enough arguments for format string");
+      const Value& a = args[next++];
+      char buf[512];
+      if (conv == 's' || conv == 'r') {
+        const std::string text = conv == 's' ? ToPyStr(a) : ToPyRepr(a);
+        std::snprintf(buf, sizeof(buf), (spec + "s").c_str(), "");
+        const size_t width = std::strlen(buf);
+        if (text.size() >= width || spec.size() <= 1) {
+          out += text;
+        } else if (spec.find('-') != std::string::npos) {
+          out += text + std::string(width - text.size(), ' ');
+        } else {
+          out += std::string(width - text.size(), ' ') + text;
+        }
+      } else if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
+        if (!a.IsNumber())
+          return Error(line, absl::StrCat("format: %", std::string(1, conv),
+                                          " format: a real number is required, not ", TypeName(a)));
+        const long long x = a.kind == Value::Kind::kFloat ? static_cast<long long>(a.f) : a.AsInt();
+        std::snprintf(buf, sizeof(buf), (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(), x);
+        out += buf;
+      } else if (conv == 'f' || conv == 'F' || conv == 'g' || conv == 'G' || conv == 'e' ||
+                 conv == 'E') {
+        if (!a.IsNumber())
+          return Error(line, absl::StrCat("format: must be real number, not ", TypeName(a)));
+        std::snprintf(buf, sizeof(buf), (spec + conv).c_str(), a.AsDouble());
+        out += buf;
+      } else {
+        return Error(line, absl::StrCat("format: unsupported format character '",
+                                        std::string(1, conv), "'"));
+      }
+      WEFT_RETURN_IF_ERROR(CheckSize(out.size(), line));
+    }
+    if (next < args.size())
+      return Error(line, "format: not all arguments converted during string formatting");
+    return Value::Str(std::move(out));
   }
 
   static List PySplitLines(const std::string& s) {
