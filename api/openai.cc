@@ -286,6 +286,9 @@ absl::Status ParseFields(const json& body, CompletionRequest* req) {
   }
   if (absl::Status s = GetString(body, "user", &req->user); !s.ok()) return s;
   if (absl::Status s = GetBool(body, "ignore_eos", &req->ignore_eos); !s.ok()) return s;
+  if (absl::Status s = GetBool(body, "return_token_ids", &req->return_token_ids); !s.ok()) {
+    return s;
+  }
   std::optional<int32_t> min_tokens;
   if (absl::Status s = GetInt(body, "min_tokens", 0, kIntMax, &min_tokens); !s.ok()) return s;
   if (min_tokens) req->min_tokens = *min_tokens;
@@ -459,6 +462,7 @@ json ResponseJson(const ResponseHead& head, const std::vector<Choice>& choices,
                      {"logprobs", LogprobsJson(head.endpoint, c)},
                      {"finish_reason", FinishJson(c.finish_reason)}});
     }
+    if (c.has_token_ids) arr.back()["token_ids"] = c.token_ids;
   }
   out["choices"] = std::move(arr);
   out["usage"] = UsageJson(usage);
@@ -483,6 +487,7 @@ json ChunkJson(const ResponseHead& head, const Choice& c, bool role, bool usage_
               {"logprobs", LogprobsJson(head.endpoint, c)},
               {"finish_reason", FinishJson(c.finish_reason)}};
   }
+  if (c.has_token_ids) choice["token_ids"] = c.token_ids;
   out["choices"] = json::array({std::move(choice)});
   if (usage_null) out["usage"] = nullptr;
   return out;

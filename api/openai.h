@@ -59,6 +59,9 @@ struct CompletionRequest {
   bool ignore_eos = false;
   int32_t min_tokens = 0;
   std::vector<int32_t> resume_tokens;  // weft_resume.tokens: already sent to the client
+  // vLLM's return_token_ids: each choice (and each streamed chunk) carries "token_ids", the ids
+  // of the tokens it covers; a gateway resuming a stream needs them for weft_resume.
+  bool return_token_ids = false;
 };
 
 inline constexpr int32_t kMaxN = 128;
@@ -111,6 +114,8 @@ struct Choice {
   std::string finish_reason;  // "stop", "length"; "" = null (still running)
   bool has_logprobs = false;  // false -> "logprobs": null
   std::vector<LogprobEntry> logprobs;
+  bool has_token_ids = false;  // true -> "token_ids": [...] (return_token_ids)
+  std::vector<int32_t> token_ids;
 };
 
 struct ResponseHead {

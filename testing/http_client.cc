@@ -204,6 +204,11 @@ absl::StatusOr<std::string> HttpClient::ReadRestOfStream() {
   return out;
 }
 
+absl::Status HttpClient::Send(const std::string& method, const std::string& target,
+                              const std::string& body) {
+  return impl_->Send(method, target, body, {});
+}
+
 void HttpClient::Close() {
   beast::error_code ignored;
   impl_->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);

@@ -48,6 +48,10 @@ class HttpClient {
   // The rest of the streamed body, raw (chunk framing removed).
   absl::StatusOr<std::string> ReadRestOfStream();
 
+  // Only sends a request (its response is left unread), e.g. to walk away while it runs.
+  absl::Status Send(const std::string& method, const std::string& target,
+                    const std::string& body = "");
+
   // Closes the connection at once (a client that goes away).
   void Close();
   // True once the server closed the connection (EOF seen on a read of ~timeout).
