@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/lora/lora.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <regex>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -44,6 +46,74 @@ bool ConsumeSuffix(std::string_view* s, std::string_view suffix) {
 
 bool ParseInt(std::string_view s, int* out) {
   return absl::SimpleAtoi(absl::string_view(s.data(), s.size()), out);
+}
+
+// A compiled PCRE2 pattern that must match a whole string (Python's re.fullmatch, as PEFT uses).
+class FullMatch {
+ public:
+  static absl::StatusOr<std::shared_ptr<FullMatch>> Compile(const std::string& pattern) {
+    int err = 0;
+    PCRE2_SIZE err_off = 0;
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                     PCRE2_ANCHORED | PCRE2_ENDANCHORED, &err, &err_off, nullptr);
+    if (code == nullptr) {
+      return absl::InvalidArgumentError(
+          StrCat("'", pattern, "' is not a valid regular expression"));
+    }
+    return std::shared_ptr<FullMatch>(new FullMatch(code));
+  }
+  ~FullMatch() { pcre2_code_free(code_); }
+  bool Matches(std::string_view s) const {
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
+    const int rc =
+        pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, md, nullptr);
+    pcre2_match_data_free(md);
+    return rc >= 0;
+  }
+
+ private:
+  explicit FullMatch(pcre2_code* code) : code_(code) {}
+  pcre2_code* code_;
+};
+
+std::optional<LoraTarget> TargetFromHf(std::string_view s);
+
+// A PEFT tensor name: "[base_model.model.]<module>.lora_{A,B}[.default].weight" where the module
+// is "<...>layers.<N>.{self_attn,mlp}.<proj>".
+struct PeftName {
+  std::string module;
+  int layer = -1;
+  LoraTarget target = LoraTarget::kQ;
+  bool is_a = false;
+};
+std::optional<PeftName> ParsePeftName(std::string_view name) {
+  PeftName out;
+  if (name.starts_with("base_model.model.")) name.remove_prefix(17);
+  bool matched = false;
+  for (std::string_view suffix :
+       {".lora_A.weight", ".lora_B.weight", ".lora_A.default.weight", ".lora_B.default.weight"}) {
+    if (ConsumeSuffix(&name, suffix)) {
+      out.is_a = suffix[6] == 'A';
+      matched = true;
+      break;
+    }
+  }
+  if (!matched) return std::nullopt;
+  out.module = std::string(name);
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(absl::string_view(name.data(), name.size()), '.');
+  const size_t n = parts.size();
+  if (n < 4 || parts[n - 4] != absl::string_view("layers") ||
+      (parts[n - 2] != absl::string_view("self_attn") &&
+       parts[n - 2] != absl::string_view("mlp")) ||
+      !ParseInt(std::string_view(parts[n - 3].data(), parts[n - 3].size()), &out.layer)) {
+    return std::nullopt;
+  }
+  std::optional<LoraTarget> t =
+      TargetFromHf(std::string_view(parts[n - 1].data(), parts[n - 1].size()));
+  if (!t) return std::nullopt;
+  out.target = *t;
+  return out;
 }
 using model::RopeLayout;
 
@@ -257,14 +327,13 @@ absl::StatusOr<std::optional<double>> PatternValue(const nlohmann::json& config,
     return absl::InvalidArgumentError(StrCat(where, ": \"", field, "\" is not an object"));
   }
   for (const auto& [key, value] : it->items()) {
-    std::regex re;
-    try {
-      re = std::regex(StrCat("(.*\\.)?(", key, ")"));
-    } catch (const std::regex_error&) {
+    absl::StatusOr<std::shared_ptr<FullMatch>> re =
+        FullMatch::Compile(StrCat("(.*\\.)?(", key, ")"));
+    if (!re.ok()) {
       return absl::InvalidArgumentError(
           StrCat(where, ": \"", field, "\" key '", key, "' is not a valid pattern"));
     }
-    if (!std::regex_match(module, re)) continue;
+    if (!(*re)->Matches(module)) continue;
     if (!value.is_number()) {
       return absl::InvalidArgumentError(
           StrCat(where, ": \"", field, "\" value for '", key, "' is not a number"));
@@ -335,15 +404,15 @@ absl::StatusOr<std::unique_ptr<LoraAdapter>> LoadPeftLora(const std::string& dir
   }
   // fan_in_fan_out only says how PEFT stores the base weight of a Conv1D layer; lora_A and lora_B
   // keep their [r, in] / [out, r] shapes either way, so it does not change the delta.
-  std::optional<std::regex> target_regex;
+  std::shared_ptr<FullMatch> target_regex;
   std::vector<std::string> target_list;
   if (auto it = config.find("target_modules"); it != config.end() && !it->is_null()) {
     if (it->is_string()) {
-      try {
-        target_regex = std::regex(it->get<std::string>());
-      } catch (const std::regex_error&) {
+      absl::StatusOr<std::shared_ptr<FullMatch>> re = FullMatch::Compile(it->get<std::string>());
+      if (!re.ok()) {
         return bad(config_path, "\"target_modules\" is not a valid regular expression");
       }
+      target_regex = *re;
     } else if (it->is_array()) {
       for (const auto& m : *it) {
         if (!m.is_string()) return bad(config_path, "\"target_modules\" has a non-string entry");
@@ -370,29 +439,22 @@ absl::StatusOr<std::unique_ptr<LoraAdapter>> LoadPeftLora(const std::string& dir
     std::string module;
   };
   std::map<std::pair<int, int>, Pair> pairs;
-  static const std::regex kName(
-      R"(^(?:base_model\.model\.)?(.*\blayers\.(\d+)\.(?:self_attn|mlp)\.(\w+))\.lora_(A|B)\.(?:default\.)?weight$)");
   for (const model::SafetensorsTensor& t : header.tensors) {
-    std::smatch m;
-    std::optional<LoraTarget> target;
-    int layer = -1;
-    if (std::regex_match(t.name, m, kName)) {
-      target = TargetFromHf(m[3].str());
-      if (!ParseInt(m[2].str(), &layer)) target.reset();
-    }
-    if (!target) {
+    std::optional<PeftName> pn = ParsePeftName(t.name);
+    if (!pn) {
       return bad(
           st_path,
           StrCat("tensor '", t.name, "' is not a lora_A/lora_B weight of a supported module ",
                  "(layers.N.self_attn.{q,k,v,o}_proj, layers.N.mlp.{gate,up,down}_proj)"));
     }
+    const int layer = pn->layer;
     if (layer < 0 || layer >= c.n_layers) {
       return bad(st_path, StrCat("tensor '", t.name, "' is for layer ", layer,
                                  " but the base model has ", c.n_layers, " layers"));
     }
-    const std::string module = m[1].str();
+    const std::string& module = pn->module;
     bool targeted = target_list.empty() && !target_regex;
-    if (target_regex) targeted = std::regex_match(module, *target_regex);
+    if (target_regex) targeted = target_regex->Matches(module);
     for (const std::string& tm : target_list) {
       targeted |= module == tm || std::string_view(module).ends_with(StrCat(".", tm));
     }
@@ -400,8 +462,8 @@ absl::StatusOr<std::unique_ptr<LoraAdapter>> LoadPeftLora(const std::string& dir
       return bad(st_path, StrCat("tensor '", t.name, "' adapts module '", module,
                                  "', which target_modules in adapter_config.json does not list"));
     }
-    Pair& p = pairs[{layer, static_cast<int>(*target)}];
-    (m[4].str() == "A" ? p.a : p.b) = &t;
+    Pair& p = pairs[{layer, static_cast<int>(pn->target)}];
+    (pn->is_a ? p.a : p.b) = &t;
     p.module = module;
   }
   for (const auto& [key, p] : pairs) {

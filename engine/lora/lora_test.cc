@@ -191,6 +191,7 @@ TEST_F(LoraTest, PerModuleRanksRsloraAndAlphaPattern) {
   r.use_rslora = true;
   ASSERT_TRUE(testing::WritePeftLora(r, Path("ranks"), "F32", [](nlohmann::json& c) {
                 c["alpha_pattern"] = {{"down_proj", 4.0}};
+                c["target_modules"] = R"(.*\.(q_proj|v_proj|down_proj))";
               }).ok());
   auto a = MustLoad(Path("ranks"), *hf_);
   ASSERT_NE(a, nullptr);
@@ -384,6 +385,14 @@ TEST_F(LoraTest, PeftErrors) {
   ExpectError(LoadLoraAdapter(
                   write("p4", [](nlohmann::json& c) { c["target_modules"] = {"q_proj"}; }), *hf_),
               {"p4", "down_proj", "target_modules"});
+  ExpectError(
+      LoadLoraAdapter(
+          write("p4b", [](nlohmann::json& c) { c["target_modules"] = R"(.*\.self_attn\..*)"; }),
+          *hf_),
+      {"p4b", "mlp.down_proj", "target_modules"});
+  ExpectError(LoadLoraAdapter(
+                  write("p4c", [](nlohmann::json& c) { c["target_modules"] = "(unclosed"; }), *hf_),
+              {"p4c", "regular expression"});
   ExpectError(LoadLoraAdapter(write("p5", [](nlohmann::json& c) { c["use_dora"] = true; }), *hf_),
               {"p5", "DoRA"});
   ExpectError(LoadLoraAdapter(write("p6", [](nlohmann::json& c) { c["peft_type"] = "IA3"; }), *hf_),
