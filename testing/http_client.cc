@@ -209,6 +209,14 @@ absl::Status HttpClient::Send(const std::string& method, const std::string& targ
   return impl_->Send(method, target, body, {});
 }
 
+absl::Status HttpClient::SendRaw(const std::string& bytes) {
+  impl_->stream.expires_after(Seconds(impl_->timeout_s));
+  beast::error_code ec =
+      impl_->Run([&](auto h) { net::async_write(impl_->stream, net::buffer(bytes), h); });
+  if (ec) return absl::UnavailableError(absl::StrCat("write: ", ec.message()));
+  return absl::OkStatus();
+}
+
 void HttpClient::Close() {
   beast::error_code ignored;
   impl_->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);

@@ -52,6 +52,9 @@ class HttpClient {
   absl::Status Send(const std::string& method, const std::string& target,
                     const std::string& body = "");
 
+  // Writes raw bytes (malformed or partial requests).
+  absl::Status SendRaw(const std::string& bytes);
+
   // Closes the connection at once (a client that goes away).
   void Close();
   // True once the server closed the connection (EOF seen on a read of ~timeout).

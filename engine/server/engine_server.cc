@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "api/load_report.h"
 #include "api/openai.h"
 #include "base/http/http_server.h"
 #include "engine/sampling/generation_limits.h"
@@ -517,23 +518,22 @@ void EngineServer::State::Register() {
   });
   http->Handle("GET", "/weft/v1/load", [this](const http::Request& r, auto w) {
     LoadReport l = engine.Load();
-    json digest = json::array();
-    for (uint64_t d : l.prefix_digest) digest.push_back(absl::StrFormat("%016x", d));
-    json body = {{"model", model_id},
-                 {"running", l.running},
-                 {"waiting", l.waiting},
-                 {"tokens_in_flight", l.tokens_in_flight},
-                 {"kv_blocks_total", l.kv_blocks_total},
-                 {"kv_blocks_free", l.kv_blocks_free},
-                 {"kv_block_size", l.kv_block_size},
-                 {"prefill_tokens_per_s", l.prefill_tokens_per_s},
-                 {"decode_tokens_per_s", l.decode_tokens_per_s},
-                 {"adapters", l.adapters},
-                 {"prefix_digest", std::move(digest)},
-                 {"prefix_hit_tokens", l.prefix_hit_tokens},
-                 {"step_count", l.step_count},
-                 {"ready", ready.load()}};
-    Reply(r.path, w, JsonResponse(200, body));
+    api::LoadReport w_report;
+    w_report.model = model_id;
+    w_report.ready = ready.load();
+    w_report.running = l.running;
+    w_report.waiting = l.waiting;
+    w_report.tokens_in_flight = l.tokens_in_flight;
+    w_report.kv_blocks_total = l.kv_blocks_total;
+    w_report.kv_blocks_free = l.kv_blocks_free;
+    w_report.kv_block_size = l.kv_block_size;
+    w_report.prefill_tokens_per_s = l.prefill_tokens_per_s;
+    w_report.decode_tokens_per_s = l.decode_tokens_per_s;
+    w_report.adapters = std::move(l.adapters);
+    w_report.prefix_digest = std::move(l.prefix_digest);
+    w_report.prefix_hit_tokens = l.prefix_hit_tokens;
+    w_report.step_count = l.step_count;
+    Reply(r.path, w, JsonResponse(200, api::LoadReportJson(w_report)));
   });
   http->Handle("POST", "/weft/v1/adapters", [this](const http::Request& r, auto w) {
     const std::string endpoint = r.path;

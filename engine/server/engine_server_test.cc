@@ -377,10 +377,42 @@ TEST_F(EngineServerTest, QueueFullIs429WithRetryAfter) {
   HttpResponse full = Post("/v1/completions", {{"prompt", "c"}});
   ExpectError(full, 429, "rate_limit_error", "", "queue is full");
   EXPECT_EQ(full.Header("Retry-After"), "3");
-  // n = 2 with room for one: the first choice is cancelled, the answer is 429.
   engine_->Resume();
   ASSERT_TRUE(a->ReadRestOfStream().ok());
   ASSERT_TRUE(b->ReadRestOfStream().ok());
+}
+
+TEST_F(EngineServerTest, QueueFullOnTheSecondChoiceCancelsTheFirst) {
+  FakeEngineOptions eo;
+  eo.max_waiting = 2;
+  Start(eo);
+  engine_->Pause();
+  auto a = Client();
+  ASSERT_TRUE(a->StartStream("POST", "/v1/completions",
+                             json{{"prompt", "a"}, {"max_tokens", 2}, {"stream", true}}.dump())
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return engine_->active() == 1; }));
+  HttpResponse full = Post("/v1/completions", {{"prompt", "c"}, {"n", 2}});
+  ExpectError(full, 429, "rate_limit_error", "", "queue is full");
+  EXPECT_EQ(full.Header("Retry-After"), "1");
+  auto sub = engine_->submitted();
+  ASSERT_EQ(sub.size(), 2u);
+  EXPECT_THAT(engine_->cancelled(), ElementsAre(sub[1].id));
+  engine_->Resume();
+  ASSERT_TRUE(a->ReadRestOfStream().ok());
+  EXPECT_TRUE(WaitFor([&] { return engine_->active() == 0; }));
+}
+
+TEST_F(EngineServerTest, SlowHeadersAreCut) {
+  ServerOptions so;
+  so.header_timeout_s = 0.2;
+  Start({}, so);
+  auto c = Client();
+  // Sends half a request head and stalls: the server closes the connection at the timeout.
+  ASSERT_TRUE(c->SendRaw("POST /v1/completions HTTP/1.1\r\nHost: x\r\n").ok());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c->ServerClosed(5));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2);
 }
 
 TEST_F(EngineServerTest, ModelsHealthMetricsLoad) {

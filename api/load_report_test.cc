@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "api/load_report.h"
+
+#include "gtest/gtest.h"
+
+namespace weft::api {
+namespace {
+
+TEST(LoadReportTest, RoundTrip) {
+  LoadReport r;
+  r.model = "m";
+  r.ready = true;
+  r.running = 3;
+  r.waiting = 2;
+  r.tokens_in_flight = 1000;
+  r.kv_blocks_total = 64;
+  r.kv_blocks_free = 10;
+  r.kv_block_size = 16;
+  r.prefill_tokens_per_s = 1234.5;
+  r.decode_tokens_per_s = 99.25;
+  r.adapters = {"a", "b"};
+  r.prefix_digest = {0xFFFFFFFFFFFFFFFFull, 1};
+  r.prefix_hit_tokens = 77;
+  r.step_count = 5;
+  std::string text = LoadReportJson(r).dump();
+  EXPECT_NE(text.find("\"ffffffffffffffff\""), std::string::npos);
+  auto back = ParseLoadReport(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(LoadReportJson(*back).dump(), text);
+}
+
+TEST(LoadReportTest, TolerantButTyped) {
+  auto r = ParseLoadReport(R"({"running": 2, "unknown": [1]})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->running, 2);
+  EXPECT_FALSE(ParseLoadReport("[1]").ok());
+  EXPECT_FALSE(ParseLoadReport("{").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"running": "x"})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"prefix_digest": ["zz"]})").ok());
+}
+
+}  // namespace
+}  // namespace weft::api
