@@ -14,7 +14,7 @@
 #          [--weft-args "..."] [--llama-args "..."] [--keep DIR] [MODEL.gguf ...]
 # Defaults: models llama-110m-q8_0.gguf llama-1b-q8_0.gguf under ${WEFT_BENCH_DIR:-~/.cache/weft-
 # bench}/models, threads = nproc, clients "1 4 16 64", -p 128 -n 64, -d 30 s, CTX = P+N rounded up
-# to 64, ports PORT and PORT+1 (default 18080), weft = build/release/cli/weft, loadgen =
+# to 256, ports PORT and PORT+1 (default 18080), weft = build/release/cli/weft, loadgen =
 # build/release/bench/loadgen/weft_loadgen, llama-server from bench/llamacpp/build.sh.
 # --keep DIR keeps the server logs and the loadgen JSON there (else a temporary dir is removed).
 set -euo pipefail
@@ -69,7 +69,8 @@ fi
   { echo "compare_serving: no llama-server at $LLAMA_SERVER (run bench/llamacpp/build.sh)" >&2; exit 1; }
 [ -x "$LOADGEN" ] || { echo "compare_serving: no weft_loadgen at $LOADGEN" >&2; exit 1; }
 command -v curl >/dev/null || { echo "compare_serving: needs curl" >&2; exit 1; }
-if [ -z "$CTX" ]; then CTX=$(( (P + N + 63) / 64 * 64 )); fi
+# llama.cpp pads a context to a multiple of 256 per sequence; give weft the same.
+if [ -z "$CTX" ]; then CTX=$(( (P + N + 255) / 256 * 256 )); fi
 [ $((CTX % 16)) -eq 0 ] || { echo "compare_serving: --ctx must be a multiple of 16" >&2; exit 1; }
 
 if [ -n "$KEEP" ]; then WORK="$KEEP"; mkdir -p "$WORK"; else WORK="$(mktemp -d)"; fi
@@ -144,7 +145,7 @@ run_cell() {
   fi
   local rc=0
   "$LOADGEN" --port "$port" --clients "$c" --duration "$DURATION" --prompt-tokens "$P" \
-    --max-tokens "$N" --warmup 1 --warmup-max-tokens 4 --seed "$((mi * 1000 + c))" \
+    --max-tokens "$N" --seed "$((mi * 1000 + c))" \
     --label "$engine" --json >"$WORK/$tag.json" 2>"$WORK/$tag.loadgen.err" || rc=$?
   stop_server
   local rss="$PEAK_RSS_KIB"

@@ -55,7 +55,7 @@ struct Options {
   std::string model;                     // Empty: the first id of GET /v1/models.
   int token_lo = 1000, token_hi = 8000;  // Prompt token ids are drawn from [lo, hi).
   int warmup = 1;                        // Uncounted requests per client before the run.
-  int warmup_max_tokens = 0;             // max_tokens of warm-up requests; 0: max_tokens.
+  int warmup_max_tokens = 4;             // max_tokens of warm-up requests (prompts: <= 8 tokens).
   double timeout_s = 600;                // Socket receive timeout per read.
   uint64_t seed = 1;
   std::string label;
@@ -254,11 +254,11 @@ std::optional<std::string> Get(const Options& o, const std::string& path, std::s
 
 // ---- One streaming completion. ----
 
-RequestResult RunOne(const Options& o, int max_tokens, std::mt19937_64& rng) {
+RequestResult RunOne(const Options& o, int prompt_tokens, int max_tokens, std::mt19937_64& rng) {
   RequestResult r;
   std::uniform_int_distribution<int> tok(o.token_lo, o.token_hi - 1);
   json prompt = json::array();
-  for (int i = 0; i < o.prompt_tokens; ++i) prompt.push_back(tok(rng));
+  for (int i = 0; i < prompt_tokens; ++i) prompt.push_back(tok(rng));
   json body = {{"model", o.model},
                {"prompt", prompt},
                {"max_tokens", max_tokens},
@@ -375,8 +375,9 @@ RequestResult RunOne(const Options& o, int max_tokens, std::mt19937_64& rng) {
       "usage: weft_loadgen --port P [--host H] [--clients N] [--duration S | --requests "
       "R]\n  [--prompt-tokens P] [--max-tokens M] [--model ID] [--token-range LO:HI]\n"
       "  [--warmup R] [--warmup-max-tokens M] [--timeout S] [--seed N] [--label TEXT] [--json]\n"
-      "Defaults: 1 client, --requests 4 unless --duration, P=128, M=64, warmup 1 per "
-      "client,\nmodel = first id of GET /v1/models, token ids in [1000, 8000).\n");
+      "Defaults: 1 client, --requests 4 unless --duration, P=128, M=64; warm-up: 1 request per\n"
+      "client (min(P, 8) prompt tokens, 4 new tokens, not counted); model: the first id of\n"
+      "GET /v1/models; prompt token ids drawn from [1000, 8000).\n");
   std::exit(rc);
 }
 
@@ -440,7 +441,7 @@ Options ParseArgs(int argc, char** argv) {
   }
   if (o.duration_s <= 0 && o.requests <= 0) o.requests = 4;
   if (o.clients < 1 || o.prompt_tokens < 1 || o.max_tokens < 1 || o.warmup < 0 ||
-      o.warmup_max_tokens < 0 || o.token_lo < 0 || o.token_hi <= o.token_lo || o.timeout_s <= 0) {
+      o.warmup_max_tokens < 1 || o.token_lo < 0 || o.token_hi <= o.token_lo || o.timeout_s <= 0) {
     std::fprintf(stderr, "bad option values\n");
     Usage(2);
   }
@@ -487,8 +488,7 @@ int main(int argc, char** argv) {
       threads.emplace_back([&, c] {
         std::mt19937_64 rng(o.seed * 1000003u + static_cast<uint64_t>(c) + 7777777u);
         for (int i = 0; i < o.warmup; ++i) {
-          RequestResult r =
-              RunOne(o, o.warmup_max_tokens > 0 ? o.warmup_max_tokens : o.max_tokens, rng);
+          RequestResult r = RunOne(o, std::min(o.prompt_tokens, 8), o.warmup_max_tokens, rng);
           if (!r.ok) {
             ++warm_errors;
             std::lock_guard<std::mutex> l(mu);
@@ -513,7 +513,7 @@ int main(int argc, char** argv) {
         auto& out = per_client[static_cast<size_t>(c)];
         for (int i = 0;; ++i) {
           if (o.duration_s > 0 ? Clock::now() >= deadline : i >= o.requests) break;
-          out.push_back(RunOne(o, o.max_tokens, rng));
+          out.push_back(RunOne(o, o.prompt_tokens, o.max_tokens, rng));
         }
       });
     }
@@ -567,8 +567,9 @@ int main(int argc, char** argv) {
     std::printf("%-12s %7s %8s %6s %10s %9s %10s %10s %9s\n", "label", "clients", "requests",
                 "errors", "tokens", "tok/s", "TTFT p50", "TTFT p99", "ITL p50");
     std::printf("%-12s %7d %8d %6d %10" PRId64 " %9.1f %8.1fms %8.1fms %7.1fms\n",
-                o.label.empty() ? o.model.substr(0, 12).c_str() : o.label.c_str(), o.clients,
-                requests, errors, tokens, tok_s, ttft50, ttft99, itl50);
+                o.label.empty() ? o.model.substr(o.model.rfind('/') + 1).substr(0, 12).c_str()
+                                : o.label.c_str(),
+                o.clients, requests, errors, tokens, tok_s, ttft50, ttft99, itl50);
     if (short_requests > 0) {
       std::printf("note: %d requests returned fewer than %d tokens (ignore_eos not honoured?)\n",
                   short_requests, o.max_tokens);
