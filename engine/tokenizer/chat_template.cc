@@ -367,6 +367,13 @@ Value Method(const Value& self, std::string name) {
 
 Value Builtin(std::string name) { return Method(Value(), std::move(name)); }
 
+// d[key] for a str or int key (True/False count as 1/0, as in Python).
+const Value* FindKey(const Dict& d, const Value& key) {
+  if (key.IsString()) return d.Find(key.s);
+  if (key.IsIntLike()) return d.Find(std::to_string(key.AsInt()), /*is_int=*/true);
+  return nullptr;
+}
+
 std::string ValueTypeForError(const Value& v) { return absl::StrCat(TypeName(v), " object"); }
 
 }  // namespace
@@ -766,8 +773,13 @@ class Renderer {
         for (size_t k = 0; k + 1 < e.a.size(); k += 2) {
           WEFT_ASSIGN_OR_RETURN(Value key, Eval(*e.a[k]));
           WEFT_ASSIGN_OR_RETURN(Value v, Eval(*e.a[k + 1]));
-          if (!key.IsString()) return Error(e.line, "only string dict keys are supported");
-          d.dict->Set(key.s, std::move(v));
+          if (key.IsString()) {
+            d.dict->Set(key.s, std::move(v));
+          } else if (key.IsIntLike()) {
+            d.dict->Set(std::to_string(key.AsInt()), std::move(v), /*is_int=*/true);
+          } else {
+            return Error(e.line, "only str and int dict keys are supported");
+          }
         }
         ComputeDepth(d);
         return d;
@@ -804,10 +816,8 @@ class Renderer {
       case Value::Kind::kUndefined:
         return Error(line, obj.s);
       case Value::Kind::kDict:
-        if (key.IsString()) {
-          if (const Value* v = obj.dict->Find(key.s)) return *v;
-          return GetAttr(obj, key.s, line);
-        }
+        if (const Value* v = FindKey(*obj.dict, key)) return *v;
+        if (key.IsString()) return GetAttr(obj, key.s, line);
         break;
       case Value::Kind::kList:
       case Value::Kind::kString:
@@ -866,7 +876,7 @@ class Renderer {
       case Value::Kind::kDict: {
         if (v.dict->is_namespace || v.dict->is_loop) break;
         List keys;
-        for (const auto& kv : v.dict->items) keys.push_back(Value::Str(kv.first));
+        for (size_t k = 0; k < v.dict->items.size(); ++k) keys.push_back(v.dict->KeyAt(k));
         return keys;
       }
       case Value::Kind::kString: {
@@ -914,6 +924,15 @@ class Renderer {
       }
       if (nums) return Value::Float(l.AsDouble() + r.AsDouble());
       if (l.IsString() && r.IsString()) {
+        if (l.safe || r.safe) {
+          // markupsafe: Markup + str escapes the plain str, and the result is Markup.
+          std::string out = l.safe ? l.s : HtmlEscape(l.s);
+          out += r.safe ? r.s : HtmlEscape(r.s);
+          WEFT_RETURN_IF_ERROR(CheckSize(out.size(), line));
+          Value v = Value::Str(std::move(out));
+          v.safe = true;
+          return v;
+        }
         WEFT_RETURN_IF_ERROR(CheckSize(l.s.size() + r.s.size(), line));
         return Value::Str(l.s + r.s);
       }
@@ -1063,7 +1082,7 @@ class Renderer {
         }
         return false;
       case Value::Kind::kDict:
-        return item.IsString() && container.dict->Find(item.s) != nullptr;
+        return FindKey(*container.dict, item) != nullptr;
       case Value::Kind::kUndefined:
         return false;
       default:
@@ -1236,11 +1255,11 @@ class Renderer {
     const Dict& d = *self.dict;
     if (n == "items" || n == "keys" || n == "values") {
       List out;
-      for (const auto& [k, v] : d.items) {
+      for (size_t k = 0; k < d.items.size(); ++k) {
         if (n == "items") {
-          out.push_back(Value::MakeList({Value::Str(k), v}, true));
+          out.push_back(Value::MakeList({d.KeyAt(k), d.items[k].second}, true));
         } else {
-          out.push_back(n == "keys" ? Value::Str(k) : v);
+          out.push_back(n == "keys" ? d.KeyAt(k) : d.items[k].second);
         }
       }
       return Value::MakeList(std::move(out));
@@ -1248,9 +1267,7 @@ class Renderer {
     if (n == "get") {
       const Value* key = Arg(args, kw, 0, "key");
       if (key == nullptr) return Error(line, "get expected at least 1 argument");
-      if (key->IsString()) {
-        if (const Value* v = d.Find(key->s)) return *v;
-      }
+      if (const Value* v = FindKey(d, *key)) return *v;
       const Value* def = Arg(args, kw, 1, "default");
       return def ? *def : Value::None();
     }
@@ -1541,7 +1558,11 @@ class Renderer {
     };
     auto str_of = [](const Value& x) { return ToPyStr(x); };
     if (name == "safe" || name == "string") {
-      if (name == "safe" && v.IsString()) return v;
+      if (v.IsString() && (name == "safe" || v.safe)) {
+        Value m = v;
+        m.safe = true;
+        return m;
+      }
       return Value::Str(str_of(v));
     }
     if (name == "trim") return Value::Str(PyStrip(str_of(v), arg(0, "chars"), StripSide::kBoth));
@@ -1549,8 +1570,12 @@ class Renderer {
     if (name == "lower") return Value::Str(Lower(str_of(v)));
     if (name == "capitalize") return Value::Str(Capitalize(str_of(v)));
     if (name == "title") return Value::Str(JinjaTitle(str_of(v)));
-    if (name == "escape" || name == "e" || name == "forceescape")
-      return Value::Str(HtmlEscape(str_of(v)));
+    if (name == "escape" || name == "e" || name == "forceescape") {
+      if (v.IsString() && v.safe && name != "forceescape") return v;
+      Value m = Value::Str(HtmlEscape(str_of(v)));
+      m.safe = true;
+      return m;
+    }
     if (name == "length" || name == "count") {
       switch (v.kind) {
         case Value::Kind::kString:
@@ -1586,7 +1611,7 @@ class Renderer {
     if (name == "first" || name == "last") {
       if (v.IsDict() && name == "first") {
         if (v.dict->items.empty()) return Value::Undefined("No first item, sequence was empty.");
-        return Value::Str(v.dict->items.front().first);
+        return v.dict->KeyAt(0);
       }
       if (v.IsDict()) return Error(line, "'dict' object is not reversible");
       WEFT_ASSIGN_OR_RETURN(List items, Iterate(v, line));
@@ -1636,7 +1661,8 @@ class Renderer {
     }
     if (name == "tojson") return ToJson(v, args, kw, line);
     if (name == "map") {
-      WEFT_ASSIGN_OR_RETURN(List items, Iterate(v, line));
+      // Jinja's map/select/reject iterate only a truthy value (none|map(...) is empty).
+      WEFT_ASSIGN_OR_RETURN(List items, Truthy(v) ? Iterate(v, line) : List{});
       WEFT_RETURN_IF_ERROR(Charge(static_cast<int64_t>(items.size()), line));
       List out;
       if (const Value* attribute = FindKw(kw, "attribute")) {
@@ -1660,7 +1686,7 @@ class Renderer {
     if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
       const bool by_attr = name == "selectattr" || name == "rejectattr";
       const bool want = name == "select" || name == "selectattr";
-      WEFT_ASSIGN_OR_RETURN(List items, Iterate(v, line));
+      WEFT_ASSIGN_OR_RETURN(List items, Truthy(v) ? Iterate(v, line) : List{});
       WEFT_RETURN_IF_ERROR(Charge(static_cast<int64_t>(items.size()), line));
       size_t k = 0;
       std::string attribute;
@@ -1992,7 +2018,9 @@ class Renderer {
     auto s = PyJsonDumps(v, o);
     if (!s.ok()) return Error(line, std::string(s.status().message()));
     WEFT_RETURN_IF_ERROR(CheckSize(s->size(), line));
-    return Value::Str(*std::move(s));
+    Value out = Value::Str(*std::move(s));
+    out.safe = jinja;  // Jinja2's tojson returns Markup; transformers' returns str
+    return out;
   }
 
   // ---- tests ----
@@ -2080,7 +2108,7 @@ class Renderer {
           return PyEquals(v, o);
       }
     }
-    if (name == "escaped") return false;
+    if (name == "escaped") return v.IsString() && v.safe;
     return Error(line, absl::StrCat("No test named '", name, "'."));
   }
 

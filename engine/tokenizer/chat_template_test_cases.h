@@ -533,6 +533,15 @@ y: number[]
     {R"({% for x in d.b %}{{ x }}{% if not loop.last %}, {% endif %}{% endfor %})",
      "2",
      true, R"(1, 2, 3)"},
+    {R"({{ '<'|safe + '<' }} {{ '<' + '<'|safe }} {{ ('<'|safe + '&') is escaped }} {{ '<'|e|e }} {{ ('a'|safe ~ '<') }} {{ ['<'|safe, '<']|join }} {{ '<' is escaped }})",
+     "2",
+     true, R"(<&lt; &lt;< True &lt; a< << False)"},
+    {R"({% set m = {0: 'zero', 512: 'half', 'k': 1} %}{{ m[512] }} {{ m.get(0) }} {{ m }} {{ 0 in m }} {{ '0' in m }} {% for k in m %}{{ k + 1 if k is number else k }},{% endfor %} {{ m|tojson }} {{ m.items()|list }})",
+     "2",
+     true, R"(half zero {0: 'zero', 512: 'half', 'k': 1} True False 1,513,k, {"0": "zero", "512": "half", "k": 1} [(0, 'zero'), (512, 'half'), ('k', 1)])"},
+    {R"({{ none|selectattr('type', 'equalto', 'x')|list }} {{ none|map(attribute='x')|list }} {{ ''|select|list }})",
+     "2",
+     true, R"([] [] [])"},
 };
 
 struct TemplateCase {

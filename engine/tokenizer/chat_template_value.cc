@@ -40,21 +40,30 @@ Value Value::MakeDict() {
   return v;
 }
 
-const Value* Dict::Find(std::string_view key) const {
-  for (const auto& [k, v] : items) {
-    if (k == key) return &v;
+const Value* Dict::Find(std::string_view key, bool is_int) const {
+  for (size_t k = 0; k < items.size(); ++k) {
+    if (items[k].first == key && IsIntKey(k) == is_int) return &items[k].second;
   }
   return nullptr;
 }
 
-void Dict::Set(std::string_view key, Value v) {
-  for (auto& [k, old] : items) {
-    if (k == key) {
-      old = std::move(v);
+void Dict::Set(std::string_view key, Value v, bool is_int) {
+  for (size_t k = 0; k < items.size(); ++k) {
+    if (items[k].first == key && IsIntKey(k) == is_int) {
+      items[k].second = std::move(v);
       return;
     }
   }
   items.emplace_back(std::string(key), std::move(v));
+  if (is_int || !int_key.empty()) {
+    int_key.resize(items.size(), false);
+    int_key.back() = is_int;
+  }
+}
+
+Value Dict::KeyAt(size_t k) const {
+  if (IsIntKey(k)) return Value::Int(std::strtoll(items[k].first.c_str(), nullptr, 10));
+  return Value::Str(items[k].first);
 }
 
 bool Truthy(const Value& v) {
@@ -381,10 +390,11 @@ std::string Repr(const Value& v, int depth) {
       if (v.dict->is_loop) return "<LoopContext>";
       std::string out = "{";
       bool first = true;
-      for (const auto& [k, e] : v.dict->items) {
+      for (size_t n = 0; n < v.dict->items.size(); ++n) {
+        const auto& [k, e] = v.dict->items[n];
         if (!first) out += ", ";
         first = false;
-        out += PyStrRepr(k);
+        out += v.dict->IsIntKey(n) ? k : PyStrRepr(k);
         out += ": ";
         out += Repr(e, depth + 1);
       }
@@ -451,8 +461,9 @@ bool PyEquals(const Value& a, const Value& b) {
       if (a.dict == b.dict) return true;
       if (a.dict->is_namespace || b.dict->is_namespace) return false;
       if (a.dict->items.size() != b.dict->items.size()) return false;
-      for (const auto& [k, e] : a.dict->items) {
-        const Value* o = b.dict->Find(k);
+      for (size_t n = 0; n < a.dict->items.size(); ++n) {
+        const auto& [k, e] = a.dict->items[n];
+        const Value* o = b.dict->Find(k, a.dict->IsIntKey(n));
         if (o == nullptr || !PyEquals(e, *o)) return false;
       }
       return true;

@@ -36,6 +36,7 @@ struct Value {
   Kind kind = Kind::kUndefined;
   bool b = false;
   bool is_tuple = false;  // kList printed as a Python tuple
+  bool safe = false;      // kString that is a markupsafe.Markup (from |safe, |escape)
   int depth = 0;  // nesting bound for kList/kDict/kCallable: 1 + the deepest child (NestDepth)
   int64_t i = 0;
   double f = 0;
@@ -98,11 +99,16 @@ struct Value {
 // Dict whose attributes may be assigned by `{% set ns.x = ... %}`.
 struct Dict {
   std::vector<std::pair<std::string, Value>> items;
+  // Python dicts may have int keys ({0: 'a'}): once one does, int_key runs parallel to items and
+  // marks the keys that are decimal ints rather than strings.
+  std::vector<bool> int_key;
   bool is_namespace = false;
   bool is_loop = false;
 
-  const Value* Find(std::string_view key) const;
-  void Set(std::string_view key, Value v);
+  const Value* Find(std::string_view key, bool is_int = false) const;
+  void Set(std::string_view key, Value v, bool is_int = false);
+  bool IsIntKey(size_t k) const { return k < int_key.size() && int_key[k]; }
+  Value KeyAt(size_t k) const;  // items[k]'s key as a str or int value
 };
 
 // Values nest at most kMaxValueDepth deep, so recursive printing, comparison and destruction are
