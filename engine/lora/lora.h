@@ -94,6 +94,11 @@ void ApplyLoraDelta(kernels::Backend& be, const LoraWeights& w, const float* x,
 // adapters alive (e.g. by the shared_ptrs of its running requests) for the step.
 class LoraBatch {
  public:
+  LoraBatch() = default;
+  LoraBatch(const LoraBatch&) = delete;  // groups_ point into rows_
+  LoraBatch& operator=(const LoraBatch&) = delete;
+  LoraBatch(LoraBatch&&) = default;
+  LoraBatch& operator=(LoraBatch&&) = default;
   // adapter_of_row[r] is the adapter of row r, or null for the base model.
   void Reset(std::span<const LoraAdapter* const> adapter_of_row);
   // True when no row uses an adapter (AddLoraDelta is then a no-op).
