@@ -80,7 +80,7 @@ run() {
   if [ "$engine" = llama ]; then
     cmd=("$LLAMA_BENCH" -m "$model" -p "$P" -n "$N" -t "$THREADS" -r 1 -o md)
   else
-    cmd=("$WEFT" bench "$model" -p "$P" -n "$N" --threads "$THREADS")
+    cmd=("$WEFT" bench "$model" -p "$P" -n "$N" --threads "$THREADS" -r 1)
   fi
   echo "compare: round $round: ${cmd[*]}" >&2
   if ! "$TIME_BIN" -v -o "$tim" "${cmd[@]}" >"$out" 2>"$out.err"; then
