@@ -248,16 +248,11 @@ void JsonString(std::string_view s, const DumpsOptions& o, std::string& out) {
         default:
           break;
       }
-      if (c < 0x20 || c == 0x7F ||
-          (o.html_safe && (c == '<' || c == '>' || c == '&' || c == '\''))) {
-        if (c == 0x7F && !o.ensure_ascii && !o.html_safe) {
-          out += static_cast<char>(c);
-          continue;
-        }
-        if (c == 0x7F && !o.ensure_ascii) {
-          out += static_cast<char>(c);
-          continue;
-        }
+      // json.dumps escapes control characters, DEL too when ensure_ascii; Jinja2's htmlsafe
+      // variant also < > & '.
+      const bool escape = c < 0x20 || (c == 0x7F && o.ensure_ascii) ||
+                          (o.html_safe && (c == '<' || c == '>' || c == '&' || c == '\''));
+      if (escape) {
         char b[8];
         std::snprintf(b, sizeof(b), "\\u%04x", c);
         out += b;
