@@ -137,6 +137,8 @@ struct Route {
   Handler handler;
 };
 
+// Handlers queued in `ioc` refer to the Impl by raw pointer (never owning it): the io_context is
+// its member, so an owning capture would be a cycle that leaks whatever stop left queued.
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   ServerOptions options;
   std::vector<Route> routes;
@@ -593,18 +595,18 @@ void HttpServer::Impl::Register(const std::shared_ptr<Connection>& c) {
 }
 
 void HttpServer::Impl::Accept() {
-  acceptor->async_accept(
-      net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-        if (self->stopping.load() || !self->acceptor->is_open()) return;
-        if (!ec) {
-          beast::error_code ignored;
-          socket.set_option(tcp::no_delay(true), ignored);
-          auto conn = std::make_shared<Connection>(std::move(socket), self.get());
-          self->Register(conn);
-          net::dispatch(conn->strand(), [conn] { conn->Start(); });
-        }
-        self->Accept();
-      });
+  acceptor->async_accept(net::make_strand(ioc),
+                         [self = this](beast::error_code ec, tcp::socket socket) {
+                           if (self->stopping.load() || !self->acceptor->is_open()) return;
+                           if (!ec) {
+                             beast::error_code ignored;
+                             socket.set_option(tcp::no_delay(true), ignored);
+                             auto conn = std::make_shared<Connection>(std::move(socket), self);
+                             self->Register(conn);
+                             net::dispatch(conn->strand(), [conn] { conn->Start(); });
+                           }
+                           self->Accept();
+                         });
 }
 
 HttpServer::HttpServer(ServerOptions options) : impl_(std::make_shared<Impl>()) {
@@ -638,7 +640,7 @@ absl::Status HttpServer::Start() {
   started_ = true;
   impl_->Accept();
   for (int i = 0; i < impl_->options.threads; ++i) {
-    threads_.emplace_back([impl = impl_] { impl->ioc.run(); });
+    threads_.emplace_back([impl = impl_.get()] { impl->ioc.run(); });
   }
   return absl::OkStatus();
 }
@@ -652,7 +654,7 @@ void HttpServer::Stop(double deadline_s) {
   if (!started_ || stopped_) return;
   stopped_ = true;
   impl_->stopping = true;
-  net::post(impl_->ioc, [impl = impl_] {
+  net::post(impl_->ioc, [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor->close(ignored);
   });
