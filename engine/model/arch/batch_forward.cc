@@ -94,15 +94,19 @@ absl::StatusOr<std::unique_ptr<BatchForward>> BatchForward::Create(
   const int64_t q_dim = static_cast<int64_t>(c.n_heads) * c.head_dim;
   const int64_t nb = f->max_batch_tokens_;
   const int64_t pool_rows = static_cast<int64_t>(options.n_blocks) * options.block_size;
-  f->k_pool_.assign(static_cast<size_t>(c.n_layers) * pool_rows * kv_dim, 0.0f);
-  f->v_pool_.assign(static_cast<size_t>(c.n_layers) * pool_rows * kv_dim, 0.0f);
+  f->pool_floats_ = static_cast<size_t>(c.n_layers) * pool_rows * kv_dim;
+  f->k_pool_.reset(static_cast<float*>(std::calloc(f->pool_floats_, sizeof(float))));
+  f->v_pool_.reset(static_cast<float*>(std::calloc(f->pool_floats_, sizeof(float))));
+  if (f->k_pool_ == nullptr || f->v_pool_ == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot allocate ", 2 * f->pool_floats_ * sizeof(float) >> 20, " MiB of KV cache"));
+  }
   f->x_.resize(nb * c.d_model);
   f->xb_.resize(nb * std::max<int64_t>(c.d_model, q_dim));
   f->xb2_.resize(nb * c.d_model);
   f->q_.resize(nb * q_dim);
   f->k_.resize(nb * kv_dim);
   f->v_.resize(nb * kv_dim);
-  f->att_.resize(nb * q_dim);
   f->hb_.resize(nb * c.d_ff);
   f->hb2_.resize(nb * c.d_ff);
   f->positions_.resize(nb);
@@ -189,8 +193,8 @@ absl::StatusOr<std::span<const float>> BatchForward::Forward(std::span<const Seq
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
     const LayerVectors& lv = layer_vectors_[l];
-    float* k_pool = k_pool_.data() + l * layer_rows * kv_dim;
-    float* v_pool = v_pool_.data() + l * layer_rows * kv_dim;
+    float* k_pool = k_pool_.get() + l * layer_rows * kv_dim;
+    float* v_pool = v_pool_.get() + l * layer_rows * kv_dim;
 
     be.RmsNorm(x_.data(), lv.attn_norm, d, n, c.norm_eps, xb_.data());
     Project(lw.wq, l, T::kQ, xb_.data(), n, q_.data());
@@ -219,10 +223,10 @@ absl::StatusOr<std::span<const float>> BatchForward::Forward(std::span<const Seq
     for (const SeqChunk& ch : chunks) {
       be.PagedAttention(q_.data() + row * q_dim, k_pool, v_pool, ch.block_table.data(), block_size_,
                         static_cast<int64_t>(ch.tokens.size()), positions_.data() + row, ap,
-                        att_.data() + row * q_dim);
+                        xb_.data() + row * q_dim);
       row += static_cast<int64_t>(ch.tokens.size());
     }
-    Project(lw.wo, l, T::kO, att_.data(), n, xb2_.data());
+    Project(lw.wo, l, T::kO, xb_.data(), n, xb2_.data());
     be.Add(xb2_.data(), n * d, x_.data());
 
     be.RmsNorm(x_.data(), lv.ffn_norm, d, n, c.norm_eps, xb_.data());

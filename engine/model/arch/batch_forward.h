@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <span>
 #include <vector>
@@ -66,7 +67,7 @@ class BatchForward {
   int n_blocks() const { return n_blocks_; }
   int block_size() const { return block_size_; }
   int max_batch_tokens() const { return max_batch_tokens_; }
-  uint64_t kv_bytes() const { return (k_pool_.size() + v_pool_.size()) * sizeof(float); }
+  uint64_t kv_bytes() const { return 2 * pool_floats_ * sizeof(float); }
 
  private:
   explicit BatchForward(const Model& model) : model_(model) {}
@@ -94,9 +95,16 @@ class BatchForward {
   std::vector<std::vector<float>> converted_;
 
   // KV pools: [n_layers, n_blocks * block_size, n_kv_heads * head_dim] each.
-  std::vector<float> k_pool_, v_pool_;
+  // calloc'ed: the zero pages are mapped lazily, so memory is only committed for the positions
+  // sequences actually reach (a large context costs nothing until it is used).
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], FreeDeleter> k_pool_, v_pool_;
+  size_t pool_floats_ = 0;
   // Scratch for up to max_batch_tokens tokens.
-  std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, logits_;
+  // att_ shares xb_'s memory: xb_ is free between the q/k/v projections and the next norm.
+  std::vector<float> x_, xb_, xb2_, q_, k_, v_, hb_, hb2_, logits_;
   std::vector<int32_t> positions_, adapter_of_row_;
   ProjectionHook* hook_ = nullptr;
   std::span<const int32_t> hook_rows_;
