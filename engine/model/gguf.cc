@@ -15,9 +15,21 @@ constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxArrayDepth = 8;            // nested arrays deeper than this are rejected
 constexpr int kMaxDims = 4;
 
-// Bytes of one fixed-size element, 0 for strings/arrays/unknown types.
-uint64_t FixedSize(uint32_t t) {
-  switch (static_cast<GgufType>(t)) {
+uint64_t FixedSize(uint32_t t) { return GgufTypeSize(static_cast<GgufType>(t)); }
+
+bool KnownType(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::kFloat64); }
+
+template <typename T>
+T LoadLe(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));  // Weft runs on little-endian hosts only.
+  return v;
+}
+
+}  // namespace
+
+uint64_t GgufTypeSize(GgufType t) {
+  switch (t) {
     case GgufType::kUint8:
     case GgufType::kInt8:
     case GgufType::kBool:
@@ -37,17 +49,6 @@ uint64_t FixedSize(uint32_t t) {
       return 0;
   }
 }
-
-bool KnownType(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::kFloat64); }
-
-template <typename T>
-T LoadLe(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));  // Weft runs on little-endian hosts only.
-  return v;
-}
-
-}  // namespace
 
 std::string_view GgufTypeName(GgufType t) {
   switch (t) {

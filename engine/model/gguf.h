@@ -35,6 +35,8 @@ enum class GgufType : uint32_t {
   kFloat64 = 12,
 };
 std::string_view GgufTypeName(GgufType t);
+// Bytes of one fixed-size value of type t; 0 for strings, arrays and unknown types.
+uint64_t GgufTypeSize(GgufType t);
 
 // One metadata value. Scalars are widened into the matching field; arrays keep their element
 // type and a view of the raw little-endian elements (strings are pre-split into views).

@@ -26,28 +26,6 @@ void PutString(std::string& out, std::string_view s) {
   out.append(s);
 }
 
-uint64_t ElemSize(GgufType t) {
-  switch (t) {
-    case GgufType::kUint8:
-    case GgufType::kInt8:
-    case GgufType::kBool:
-      return 1;
-    case GgufType::kUint16:
-    case GgufType::kInt16:
-      return 2;
-    case GgufType::kUint32:
-    case GgufType::kInt32:
-    case GgufType::kFloat32:
-      return 4;
-    case GgufType::kUint64:
-    case GgufType::kInt64:
-    case GgufType::kFloat64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
 // The value's bytes without its leading type (arrays start with their element type).
 void PutValueBody(std::string& out, const GgufValue& v) {
   switch (v.type) {
@@ -93,7 +71,7 @@ void PutValueBody(std::string& out, const GgufValue& v) {
       } else if (v.elem_type == GgufType::kArray) {
         for (const GgufValue& e : v.nested) PutValueBody(out, e);
       } else if (v.n != 0) {
-        out.append(reinterpret_cast<const char*>(v.raw), v.n * ElemSize(v.elem_type));
+        out.append(reinterpret_cast<const char*>(v.raw), v.n * GgufTypeSize(v.elem_type));
       }
       break;
   }
@@ -174,11 +152,11 @@ void GgufWriter::SetStringArray(std::string_view k, std::span<const std::string>
   SetSerialized(k, Typed(GgufType::kArray, std::move(body)));
 }
 void GgufWriter::SetArray(std::string_view k, GgufType elem, const void* raw, uint64_t n) {
-  WEFT_CHECK(ElemSize(elem) != 0);
+  WEFT_CHECK(GgufTypeSize(elem) != 0);
   std::string body;
   Put<uint32_t>(body, static_cast<uint32_t>(elem));
   Put<uint64_t>(body, n);
-  if (n != 0) body.append(static_cast<const char*>(raw), n * ElemSize(elem));
+  if (n != 0) body.append(static_cast<const char*>(raw), n * GgufTypeSize(elem));
   SetSerialized(k, Typed(GgufType::kArray, std::move(body)));
 }
 void GgufWriter::SetValue(std::string_view k, const GgufValue& v) {
