@@ -1,0 +1,764 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/upstream/upstream_client.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "boost/asio.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+
+namespace weft::gateway::upstream {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Strand = net::strand<net::io_context::executor_type>;
+
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(a[i])) !=
+        absl::ascii_tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1) and the framing headers the client sets itself.
+bool IsHopByHop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+      "te",         "trailer",    "transfer-encoding", "upgrade",           "content-length",
+      "host"};
+  for (std::string_view n : kNames) {
+    if (EqualsIgnoreCase(name, n)) return true;
+  }
+  return false;
+}
+
+std::string Fmt(double s) { return absl::StrCat(s, "s"); }
+
+// A pooled connection's liveness without blocking: a closed or reset peer, or stray bytes (a
+// response we never asked for), make it unusable.
+bool IdleSocketAlive(tcp::socket& socket) {
+  char byte;
+  ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || n > 0) return false;
+  return errno == EAGAIN || errno == EWOULDBLOCK;
+}
+
+constexpr size_t kBodyBufferBytes = 16 << 10;
+constexpr int kMaxStaleRetries = 2;
+
+}  // namespace
+
+std::string Target::Key() const { return absl::StrCat(host, ":", port); }
+
+std::string_view UpstreamResponse::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (EqualsIgnoreCase(k, name)) return v;
+  }
+  return {};
+}
+
+class ExchangeImpl;
+
+// A connection slot granted by a pool: either a kept-alive socket, or the right to open one.
+struct Grant {
+  std::optional<tcp::socket> socket;
+};
+
+struct Pool {
+  struct Idle {
+    tcp::socket socket;
+    Clock::time_point since;
+  };
+  std::vector<Idle> idle;  // back = most recently used (tried first: likeliest alive)
+  size_t total = 0;
+  std::deque<std::shared_ptr<ExchangeImpl>> waiters;
+  uint64_t connects = 0;
+  uint64_t reuses = 0;
+};
+
+struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core> {
+  explicit Core(ClientOptions o)
+      : options(std::move(o)),
+        own_ioc(options.io_context == nullptr ? std::make_unique<net::io_context>() : nullptr),
+        ioc(options.io_context != nullptr ? options.io_context : own_ioc.get()),
+        sweep_strand(net::make_strand(*ioc)),
+        sweep_timer(sweep_strand) {}
+
+  ClientOptions options;
+  std::unique_ptr<net::io_context> own_ioc;
+  net::io_context* ioc;
+  Strand sweep_strand;
+  net::steady_timer sweep_timer;  // on sweep_strand
+
+  mutable std::mutex mu;
+  bool stopping = false;                                                   // guarded by mu
+  std::unordered_map<std::string, Pool> pools;                             // guarded by mu
+  std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;    // guarded by mu
+
+  enum class AcquireResult { kGranted, kQueued, kFull, kStopping };
+  AcquireResult Acquire(const std::string& key, const std::shared_ptr<ExchangeImpl>& ex,
+                        Grant* grant);
+  // Gives a slot back: a reusable socket goes to a waiter or the idle list; otherwise the slot is
+  // freed (and a waiter may open a connection in it).
+  void Release(const std::string& key, std::optional<tcp::socket> socket, bool reusable);
+  void RemoveWaiter(const std::string& key, ExchangeImpl* ex);
+  bool Register(const std::shared_ptr<ExchangeImpl>& ex);
+  void Unregister(ExchangeImpl* ex) {
+    std::lock_guard lock(mu);
+    live.erase(ex);
+  }
+  void ScheduleSweep();
+  void Sweep();
+  void HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant);  // mu held; posts
+};
+
+// One request/response. Everything below runs on `strand_` except Cancel/done.
+class ExchangeImpl : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
+ public:
+  ExchangeImpl(std::shared_ptr<UpstreamClient::Core> core, Target target, UpstreamRequest request,
+               Callbacks cb, Timeouts timeouts)
+      : core_(std::move(core)),
+        target_(std::move(target)),
+        key_(target_.Key()),
+        request_(std::move(request)),
+        cb_(std::move(cb)),
+        timeouts_(timeouts),
+        strand_(net::make_strand(*core_->ioc)),
+        timer_(strand_) {}
+
+  void Cancel() override {
+    net::post(strand_, [self = shared_from_this()] {
+      self->Finish(absl::CancelledError(absl::StrCat("exchange with ", self->key_, " cancelled")));
+    });
+  }
+  bool done() const override { return done_.load(); }
+
+  // Strand-only.
+  void Start();
+  void OnGrant(Grant grant);
+  void Finish(absl::Status status, bool reusable = false);
+  void set_callbacks(Callbacks cb) { cb_ = std::move(cb); }
+  const Strand& strand() const { return strand_; }
+
+ private:
+  enum class Phase { kStart, kQueued, kConnecting, kWaitingHead, kBody, kDone };
+
+  template <typename F>
+  auto Bind(F&& f) {
+    return net::bind_executor(strand_, std::forward<F>(f));
+  }
+  void ArmTimer(double seconds);
+  void OnTimeout();
+  void Connect();
+  void OnConnected(beast::error_code ec);
+  void WriteRequest();
+  void ReadHead();
+  void OnHead(beast::error_code ec);
+  void ReadBody();
+  void OnBody(beast::error_code ec);
+  bool MaybeRetryStale(beast::error_code ec);
+  absl::Status MapError(beast::error_code ec) const;
+  void CloseSocket();
+
+  // Declared first: destroyed last (the socket and timers below belong to its io_context).
+  std::shared_ptr<UpstreamClient::Core> core_;
+  Target target_;
+  std::string key_;
+  UpstreamRequest request_;
+  Callbacks cb_;
+  Timeouts timeouts_;
+  Strand strand_;
+  net::steady_timer timer_;
+  std::optional<tcp::resolver> resolver_;
+  std::optional<tcp::socket> socket_;
+  bhttp::request<bhttp::string_body> message_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
+  std::unique_ptr<char[]> body_buffer_;
+
+  Phase phase_ = Phase::kStart;
+  std::atomic<bool> done_{false};
+  bool holds_slot_ = false;
+  bool reused_ = false;  // socket_ came from the pool
+  int stale_retries_ = 0;
+  uint64_t timer_gen_ = 0;
+};
+
+// ---- Core ----
+
+bool UpstreamClient::Core::Register(const std::shared_ptr<ExchangeImpl>& ex) {
+  std::lock_guard lock(mu);
+  if (stopping) return false;
+  live.emplace(ex.get(), ex);
+  return true;
+}
+
+UpstreamClient::Core::AcquireResult UpstreamClient::Core::Acquire(
+    const std::string& key, const std::shared_ptr<ExchangeImpl>& ex, Grant* grant) {
+  std::lock_guard lock(mu);
+  if (stopping) return AcquireResult::kStopping;
+  Pool& pool = pools[key];
+  const Clock::time_point now = Clock::now();
+  while (!pool.idle.empty()) {
+    Pool::Idle idle = std::move(pool.idle.back());
+    pool.idle.pop_back();
+    if (now - idle.since < Seconds(options.idle_timeout_s) && IdleSocketAlive(idle.socket)) {
+      ++pool.reuses;
+      grant->socket.emplace(std::move(idle.socket));
+      return AcquireResult::kGranted;
+    }
+    beast::error_code ignored;
+    idle.socket.close(ignored);
+    --pool.total;
+  }
+  if (pool.total < options.max_total_per_host) {
+    ++pool.total;
+    ++pool.connects;
+    return AcquireResult::kGranted;
+  }
+  if (pool.waiters.size() >= options.max_pending_per_host) return AcquireResult::kFull;
+  pool.waiters.push_back(ex);
+  return AcquireResult::kQueued;
+}
+
+void UpstreamClient::Core::HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant) {
+  const Strand& strand = ex->strand();
+  net::post(strand, [ex = std::move(ex), grant = std::move(grant)]() mutable {
+    ex->OnGrant(std::move(grant));
+  });
+}
+
+void UpstreamClient::Core::Release(const std::string& key, std::optional<tcp::socket> socket,
+                                   bool reusable) {
+  std::lock_guard lock(mu);
+  auto it = pools.find(key);
+  WEFT_CHECK(it != pools.end());
+  Pool& pool = it->second;
+  beast::error_code ignored;
+  if (reusable && socket.has_value() && !stopping) {
+    if (!pool.waiters.empty()) {
+      std::shared_ptr<ExchangeImpl> waiter = std::move(pool.waiters.front());
+      pool.waiters.pop_front();
+      ++pool.reuses;
+      Grant grant;
+      grant.socket.emplace(std::move(*socket));
+      HandOff(std::move(waiter), std::move(grant));
+      return;
+    }
+    if (pool.idle.size() < options.max_idle_per_host) {
+      pool.idle.push_back(Pool::Idle{std::move(*socket), Clock::now()});
+      return;
+    }
+  }
+  if (socket.has_value()) socket->close(ignored);
+  --pool.total;
+  if (!pool.waiters.empty() && !stopping && pool.total < options.max_total_per_host) {
+    std::shared_ptr<ExchangeImpl> waiter = std::move(pool.waiters.front());
+    pool.waiters.pop_front();
+    ++pool.total;
+    ++pool.connects;
+    HandOff(std::move(waiter), Grant{});
+  }
+}
+
+void UpstreamClient::Core::RemoveWaiter(const std::string& key, ExchangeImpl* ex) {
+  std::lock_guard lock(mu);
+  auto it = pools.find(key);
+  if (it == pools.end()) return;
+  auto& waiters = it->second.waiters;
+  for (auto w = waiters.begin(); w != waiters.end(); ++w) {
+    if (w->get() == ex) {
+      waiters.erase(w);
+      return;
+    }
+  }
+}
+
+void UpstreamClient::Core::ScheduleSweep() {
+  double period = std::clamp(options.idle_timeout_s / 2, 0.05, 1.0);
+  sweep_timer.expires_after(Seconds(period));
+  sweep_timer.async_wait(
+      net::bind_executor(sweep_strand, [weak = weak_from_this()](beast::error_code ec) {
+        if (ec) return;
+        if (auto core = weak.lock()) core->Sweep();
+      }));
+}
+
+// Closes idle connections past the idle timeout or closed by the peer, and forgets empty pools.
+void UpstreamClient::Core::Sweep() {
+  {
+    std::lock_guard lock(mu);
+    if (stopping) return;
+    const Clock::time_point now = Clock::now();
+    for (auto it = pools.begin(); it != pools.end();) {
+      Pool& pool = it->second;
+      std::vector<Pool::Idle> keep;
+      for (Pool::Idle& idle : pool.idle) {
+        if (now - idle.since < Seconds(options.idle_timeout_s) && IdleSocketAlive(idle.socket)) {
+          keep.push_back(std::move(idle));
+        } else {
+          beast::error_code ignored;
+          idle.socket.close(ignored);
+          --pool.total;
+        }
+      }
+      pool.idle = std::move(keep);
+      if (pool.total == 0 && pool.waiters.empty()) {
+        it = pools.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  ScheduleSweep();
+}
+
+// ---- ExchangeImpl ----
+
+void ExchangeImpl::ArmTimer(double seconds) {
+  ++timer_gen_;
+  if (seconds <= 0) {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_after(Seconds(seconds));
+  timer_.async_wait(Bind([self = shared_from_this(), gen = timer_gen_](beast::error_code ec) {
+    if (ec || gen != self->timer_gen_ || self->phase_ == Phase::kDone) return;
+    self->OnTimeout();
+  }));
+}
+
+void ExchangeImpl::OnTimeout() {
+  switch (phase_) {
+    case Phase::kQueued:
+    case Phase::kStart:
+    case Phase::kConnecting:
+      return Finish(absl::DeadlineExceededError(absl::StrCat(
+          "no connection to ", key_, " within ", Fmt(timeouts_.connect_s),
+          phase_ == Phase::kQueued ? " (connection pool full)" : "")));
+    case Phase::kWaitingHead:
+      return Finish(absl::DeadlineExceededError(absl::StrCat(
+          "no response head from ", key_, " within ", Fmt(timeouts_.first_byte_s))));
+    case Phase::kBody:
+      return Finish(absl::DeadlineExceededError(absl::StrCat(
+          "upstream ", key_, " stalled: no body bytes for ", Fmt(timeouts_.stall_s))));
+    case Phase::kDone:
+      return;
+  }
+}
+
+void ExchangeImpl::Start() {
+  if (phase_ == Phase::kDone) return;  // cancelled before it started
+  message_.method_string(request_.method);
+  message_.target(request_.target);
+  message_.version(11);
+  message_.set(bhttp::field::host, key_);
+  for (const auto& [k, v] : request_.headers) {
+    if (!IsHopByHop(k)) message_.insert(k, v);
+  }
+  message_.keep_alive(true);
+  message_.body() = std::move(request_.body);
+  if (!message_.body().empty() || request_.method == "POST" || request_.method == "PUT" ||
+      request_.method == "PATCH") {
+    message_.prepare_payload();
+  }
+  ArmTimer(timeouts_.connect_s);
+  Grant grant;
+  switch (core_->Acquire(key_, shared_from_this(), &grant)) {
+    case UpstreamClient::Core::AcquireResult::kGranted:
+      return OnGrant(std::move(grant));
+    case UpstreamClient::Core::AcquireResult::kQueued:
+      phase_ = Phase::kQueued;
+      return;
+    case UpstreamClient::Core::AcquireResult::kFull:
+      return Finish(absl::ResourceExhaustedError(
+          absl::StrCat("connection pool for ", key_, " is full (",
+                       core_->options.max_pending_per_host, " requests waiting)")));
+    case UpstreamClient::Core::AcquireResult::kStopping:
+      return Finish(absl::CancelledError("upstream client shutting down"));
+  }
+}
+
+void ExchangeImpl::OnGrant(Grant grant) {
+  if (phase_ == Phase::kDone) {
+    // Cancelled or timed out while the grant was on its way: give the slot back.
+    bool reusable = grant.socket.has_value();
+    core_->Release(key_, std::move(grant.socket), reusable);
+    return;
+  }
+  holds_slot_ = true;
+  if (grant.socket.has_value()) {
+    socket_.emplace(std::move(*grant.socket));
+    reused_ = true;
+    return WriteRequest();
+  }
+  Connect();
+}
+
+void ExchangeImpl::Connect() {
+  phase_ = Phase::kConnecting;
+  reused_ = false;
+  socket_.emplace(*core_->ioc);
+  beast::error_code ec;
+  net::ip::address address = net::ip::make_address(target_.host, ec);
+  if (!ec) {
+    socket_->async_connect(tcp::endpoint(address, target_.port),
+                           Bind([self = shared_from_this()](beast::error_code ec) {
+                             self->OnConnected(ec);
+                           }));
+    return;
+  }
+  resolver_.emplace(*core_->ioc);
+  resolver_->async_resolve(
+      target_.host, std::to_string(target_.port),
+      Bind([self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
+        if (self->phase_ == Phase::kDone) return;
+        if (ec) {
+          return self->Finish(absl::UnavailableError(
+              absl::StrCat("cannot resolve ", self->target_.host, ": ", ec.message())));
+        }
+        net::async_connect(*self->socket_, results,
+                           self->Bind([self](beast::error_code ec, const tcp::endpoint&) {
+                             self->OnConnected(ec);
+                           }));
+      }));
+}
+
+void ExchangeImpl::OnConnected(beast::error_code ec) {
+  if (phase_ == Phase::kDone) return;
+  if (ec) {
+    if (ec == net::error::connection_refused) {
+      return Finish(absl::UnavailableError(absl::StrCat("connection to ", key_, " refused")));
+    }
+    return Finish(absl::UnavailableError(absl::StrCat("connect to ", key_, ": ", ec.message())));
+  }
+  beast::error_code ignored;
+  socket_->set_option(tcp::no_delay(true), ignored);
+  WriteRequest();
+}
+
+void ExchangeImpl::WriteRequest() {
+  phase_ = Phase::kWaitingHead;
+  ArmTimer(timeouts_.first_byte_s);
+  buffer_.clear();
+  bhttp::async_write(*socket_, message_,
+                     Bind([self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (self->phase_ == Phase::kDone) return;
+                       if (ec) {
+                         if (self->MaybeRetryStale(ec)) return;
+                         return self->Finish(self->MapError(ec));
+                       }
+                       self->ReadHead();
+                     }));
+}
+
+void ExchangeImpl::ReadHead() {
+  parser_.emplace();
+  parser_->header_limit(static_cast<uint32_t>(core_->options.max_header_bytes));
+  parser_->body_limit(boost::none);
+  if (request_.method == "HEAD") parser_->skip(true);
+  bhttp::async_read_header(*socket_, buffer_, *parser_,
+                           Bind([self = shared_from_this()](beast::error_code ec, size_t) {
+                             self->OnHead(ec);
+                           }));
+}
+
+// A kept-alive connection the server closed while it sat in the pool fails before any byte of the
+// response; the request is sent again on a fresh connection (the server never saw it).
+bool ExchangeImpl::MaybeRetryStale(beast::error_code ec) {
+  if (!reused_ || stale_retries_ >= kMaxStaleRetries) return false;
+  if (parser_.has_value() && parser_->got_some()) return false;
+  if (buffer_.size() > 0) return false;
+  if (ec != net::error::eof && ec != bhttp::error::end_of_stream &&
+      ec != net::error::connection_reset && ec != net::error::broken_pipe) {
+    return false;
+  }
+  ++stale_retries_;
+  CloseSocket();
+  ArmTimer(timeouts_.connect_s);
+  Connect();  // in the slot the stale connection held
+  return true;
+}
+
+void ExchangeImpl::OnHead(beast::error_code ec) {
+  if (phase_ == Phase::kDone) return;
+  if (ec) {
+    if (MaybeRetryStale(ec)) return;
+    return Finish(MapError(ec));
+  }
+  const auto& head = parser_->get();
+  int status = static_cast<int>(head.result_int());
+  if (status == 101) {
+    return Finish(absl::UnavailableError(
+        absl::StrCat("malformed response from ", key_, ": unexpected 101 Switching Protocols")));
+  }
+  if (status >= 100 && status < 200) return ReadHead();  // interim response: read the next head
+  Headers headers;
+  for (const auto& field : head) {
+    if (IsHopByHop(field.name_string())) continue;
+    headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  phase_ = Phase::kBody;
+  if (cb_.on_head) cb_.on_head(status, headers);
+  if (phase_ == Phase::kDone) return;
+  if (parser_->is_done()) return Finish(absl::OkStatus(), parser_->keep_alive());
+  if (body_buffer_ == nullptr) body_buffer_ = std::make_unique<char[]>(kBodyBufferBytes);
+  ReadBody();
+}
+
+void ExchangeImpl::ReadBody() {
+  ArmTimer(timeouts_.stall_s);
+  auto& body = parser_->get().body();
+  body.data = body_buffer_.get();
+  body.size = kBodyBufferBytes;
+  body.more = true;
+  bhttp::async_read_some(*socket_, buffer_, *parser_,
+                         Bind([self = shared_from_this()](beast::error_code ec, size_t) {
+                           self->OnBody(ec);
+                         }));
+}
+
+void ExchangeImpl::OnBody(beast::error_code ec) {
+  if (phase_ == Phase::kDone) return;
+  if (ec == bhttp::error::need_buffer) ec = {};
+  size_t got = kBodyBufferBytes - parser_->get().body().size;
+  if (got > 0 && cb_.on_data) cb_.on_data(std::string_view(body_buffer_.get(), got));
+  if (phase_ == Phase::kDone) return;
+  if (ec) return Finish(MapError(ec));
+  if (parser_->is_done()) {
+    // Bytes past the response (an unasked-for extra) make the connection unsafe to reuse.
+    return Finish(absl::OkStatus(), parser_->keep_alive() && buffer_.size() == 0);
+  }
+  ReadBody();
+}
+
+absl::Status ExchangeImpl::MapError(beast::error_code ec) const {
+  const bool in_body = phase_ == Phase::kBody;
+  if (ec == bhttp::error::partial_message) {
+    return absl::UnavailableError(absl::StrCat(key_, " closed the connection mid-body"));
+  }
+  if (ec == bhttp::error::end_of_stream || ec == net::error::eof) {
+    return absl::UnavailableError(absl::StrCat(
+        key_, " closed the connection ", in_body ? "mid-body" : "before the response head"));
+  }
+  if (ec == net::error::connection_reset || ec == net::error::broken_pipe) {
+    return absl::UnavailableError(absl::StrCat(
+        key_, " reset the connection ", in_body ? "mid-body" : "before the response head"));
+  }
+  if (ec == bhttp::error::header_limit) {
+    return absl::UnavailableError(absl::StrCat("malformed response from ", key_,
+                                               ": head larger than ",
+                                               core_->options.max_header_bytes, " bytes"));
+  }
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
+    return absl::UnavailableError(
+        absl::StrCat("malformed response from ", key_, ": ", ec.message()));
+  }
+  return absl::UnavailableError(absl::StrCat("upstream ", key_, ": ", ec.message()));
+}
+
+void ExchangeImpl::CloseSocket() {
+  if (!socket_.has_value()) return;
+  beast::error_code ignored;
+  socket_->close(ignored);
+}
+
+void ExchangeImpl::Finish(absl::Status status, bool reusable) {
+  if (phase_ == Phase::kDone) return;
+  const Phase was = phase_;
+  phase_ = Phase::kDone;
+  done_ = true;
+  ++timer_gen_;
+  timer_.cancel();
+  if (resolver_.has_value()) resolver_->cancel();
+  if (was == Phase::kQueued) core_->RemoveWaiter(key_, this);
+  if (holds_slot_) {
+    holds_slot_ = false;
+    if (reusable && socket_.has_value()) {
+      std::optional<tcp::socket> socket(std::move(*socket_));
+      socket_.reset();
+      core_->Release(key_, std::move(socket), true);
+    } else {
+      CloseSocket();  // pending operations complete with operation_aborted
+      core_->Release(key_, std::nullopt, false);
+    }
+  }
+  core_->Unregister(this);
+  Callbacks cb = std::move(cb_);
+  cb_ = {};
+  if (cb.on_done) cb.on_done(std::move(status));
+}
+
+// ---- UpstreamClient ----
+
+UpstreamClient::UpstreamClient(ClientOptions options)
+    : core_(std::make_shared<Core>(std::move(options))) {
+  net::post(core_->sweep_strand, [core = core_] { core->ScheduleSweep(); });
+  if (core_->own_ioc != nullptr) {
+    work_guard_ = std::make_shared<net::executor_work_guard<net::io_context::executor_type>>(
+        core_->ioc->get_executor());
+    int n = std::max(1, core_->options.threads);
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([ioc = core_->ioc] { ioc->run(); });
+    }
+  }
+}
+
+UpstreamClient::~UpstreamClient() { Shutdown(); }
+
+std::shared_ptr<Exchange> UpstreamClient::Send(const Target& target, UpstreamRequest request,
+                                               Callbacks callbacks, Timeouts timeouts) {
+  auto ex = std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{},
+                                           timeouts);
+  if (!core_->Register(ex)) {
+    if (callbacks.on_done) callbacks.on_done(absl::CancelledError("upstream client shut down"));
+    return ex;
+  }
+  ex->set_callbacks(std::move(callbacks));
+  net::post(ex->strand(), [ex] { ex->Start(); });
+  return ex;
+}
+
+std::shared_ptr<Exchange> UpstreamClient::Fetch(
+    const Target& target, UpstreamRequest request,
+    std::function<void(absl::StatusOr<UpstreamResponse>)> done, Timeouts timeouts) {
+  auto ex = std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{},
+                                           timeouts);
+  if (!core_->Register(ex)) {
+    done(absl::CancelledError("upstream client shut down"));
+    return ex;
+  }
+  // The callbacks run inside `ex` (which clears them after on_done): a raw pointer is safe.
+  ExchangeImpl* raw = ex.get();
+  auto response = std::make_shared<UpstreamResponse>();
+  const size_t limit = core_->options.max_buffered_body_bytes;
+  Callbacks cb;
+  cb.on_head = [response](int status, const Headers& headers) {
+    response->status = status;
+    response->headers = headers;
+  };
+  cb.on_data = [response, raw, limit](std::string_view chunk) {
+    if (response->status < 0) return;  // over the limit; the exchange is ending
+    if (response->body.size() + chunk.size() > limit) {
+      response->status = -1;
+      // Not Finish() from here: that would destroy this callback while it runs.
+      net::post(raw->strand(), [ex = raw->shared_from_this(), limit] {
+        ex->Finish(absl::ResourceExhaustedError(
+            absl::StrCat("response body larger than ", limit, " bytes")));
+      });
+      return;
+    }
+    response->body.append(chunk);
+  };
+  cb.on_done = [response, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) return done(std::move(status));
+    done(std::move(*response));
+  };
+  ex->set_callbacks(std::move(cb));
+  net::post(ex->strand(), [ex] { ex->Start(); });
+  return ex;
+}
+
+absl::StatusOr<UpstreamResponse> UpstreamClient::Get(const Target& target, const std::string& path,
+                                                     double timeout_s) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<UpstreamResponse>>>();
+  std::future<absl::StatusOr<UpstreamResponse>> future = promise->get_future();
+  UpstreamRequest request;
+  request.method = "GET";
+  request.target = path;
+  std::shared_ptr<Exchange> ex = Fetch(
+      target, std::move(request),
+      [promise](absl::StatusOr<UpstreamResponse> r) { promise->set_value(std::move(r)); },
+      Timeouts{timeout_s, timeout_s, timeout_s});
+  // The per-phase timeouts bound every wait but a body trickling in forever; cap the whole call.
+  if (future.wait_for(Seconds(3 * timeout_s + 1)) != std::future_status::ready) {
+    ex->Cancel();
+    future.wait();
+    return absl::DeadlineExceededError(
+        absl::StrCat("GET ", target.Key(), path, " took longer than ", Fmt(3 * timeout_s + 1)));
+  }
+  return future.get();
+}
+
+PoolStats UpstreamClient::Stats(const Target& target) const {
+  PoolStats stats;
+  std::lock_guard lock(core_->mu);
+  auto it = core_->pools.find(target.Key());
+  if (it == core_->pools.end()) return stats;
+  stats.idle = it->second.idle.size();
+  stats.total = it->second.total;
+  stats.pending = it->second.waiters.size();
+  stats.connects = it->second.connects;
+  stats.reuses = it->second.reuses;
+  return stats;
+}
+
+void UpstreamClient::CloseIdle(const Target& target) {
+  std::lock_guard lock(core_->mu);
+  auto it = core_->pools.find(target.Key());
+  if (it == core_->pools.end()) return;
+  for (Pool::Idle& idle : it->second.idle) {
+    beast::error_code ignored;
+    idle.socket.close(ignored);
+    --it->second.total;
+  }
+  it->second.idle.clear();
+}
+
+void UpstreamClient::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  std::vector<std::shared_ptr<ExchangeImpl>> live;
+  {
+    std::lock_guard lock(core_->mu);
+    core_->stopping = true;
+    for (auto& [raw, weak] : core_->live) {
+      if (auto ex = weak.lock()) live.push_back(std::move(ex));
+    }
+    for (auto& [key, pool] : core_->pools) {
+      for (Pool::Idle& idle : pool.idle) {
+        beast::error_code ignored;
+        idle.socket.close(ignored);
+        --pool.total;
+      }
+      pool.idle.clear();
+    }
+  }
+  for (auto& ex : live) {
+    net::post(ex->strand(), [ex] {
+      ex->Finish(absl::CancelledError("upstream client shutting down"));
+    });
+  }
+  live.clear();
+  net::post(core_->sweep_strand, [core = core_] { core->sweep_timer.cancel(); });
+  work_guard_.reset();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+}  // namespace weft::gateway::upstream
