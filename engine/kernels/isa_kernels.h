@@ -50,6 +50,15 @@ struct IsaKernels {
   // [g, n_keys]; out gets the g heads' rows. Each K/V row is read once for all g heads.
   void (*attend)(const float* q, int g, const float* k, const float* v, int64_t kv_stride,
                  int64_t n_keys, int head_dim, float scale, float* scores, float* out);
+  // Paged causal-attention core for g (1..4) query rows q[h] (heads of one kv group and/or
+  // tokens of one sequence), row h attending to keys 0..n_keys[h]-1; key j is row
+  // block_table[j / block_size] * block_size + j % block_size of k / v (offset to the kv head),
+  // rows kv_stride floats apart. scores: scratch [g, score_stride >= max n_keys]; out[h]: row h's
+  // output (head_dim floats). Each K/V row is read once for all g rows.
+  void (*attend_paged)(const float* const* q, const int64_t* n_keys, int g, const float* k,
+                       const float* v, const int32_t* block_table, int block_size,
+                       int64_t kv_stride, int head_dim, float scale, float* scores,
+                       int64_t score_stride, float* const* out);
   // x[i] = exp(x[i] - max) in place; returns the sum (in double).
   double (*exp_sub_sum)(float* x, int64_t n, float max);
 

@@ -33,7 +33,9 @@ TEST_P(PagedAttentionTest, MatchesContiguousReference) {
                                            {8, 8, 8, 4, 7, 0},
                                            {4, 1, 32, 5, 3, 17},
                                            {12, 12, 64, 16, 17, 100},
-                                           {6, 3, 24, 1, 2, 9}}) {
+                                           {6, 3, 24, 1, 2, 9},
+                                           {4, 2, 12, 4, 6, 3},
+                                           {8, 1, 64, 16, 33, 5}}) {
     const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
     const int64_t q_dim = static_cast<int64_t>(s.n_heads) * s.head_dim;
     const int64_t n_ctx = s.first_pos + s.n_tokens;

@@ -172,43 +172,38 @@ class CpuBackend final : public Backend {
     int64_t max_keys = 0;
     for (int64_t t = 0; t < n_tokens; ++t) max_keys = std::max<int64_t>(max_keys, positions[t] + 1);
     for (auto& s : scores_) {
-      if (static_cast<int64_t>(s.size()) < max_keys) s.resize(max_keys);
+      if (static_cast<int64_t>(s.size()) < kMaxAttendHeads * max_keys) {
+        s.resize(kMaxAttendHeads * max_keys);
+      }
     }
-    // Work items: (token, head). Keys and values are read block by block through the table:
-    // scores with the ISA dot, a stable softmax, then the weighted sum with axpy.
-    const int64_t n_items = n_tokens * p.n_heads;
+    // Work items: (kv head, a tile of up to 4 query rows of its group), rows ordered token-major
+    // ((t, h) for the group's heads h), so a tile holds several heads (GQA) or several nearby
+    // tokens of the sequence (prefill), and each K/V row is read once per tile.
+    const int64_t rows_per_kv = n_tokens * group;
+    const int64_t tiles_per_kv = (rows_per_kv + kMaxAttendHeads - 1) / kMaxAttendHeads;
+    const int64_t n_items = p.n_kv_heads * tiles_per_kv;
     std::atomic<int64_t> next{0};
     auto work = [&](int ith, int) {
       float* score = scores_[ith].data();
+      const float* qs[kMaxAttendHeads];
+      float* outs[kMaxAttendHeads];
+      int64_t n_keys[kMaxAttendHeads];
       for (int64_t item = next.fetch_add(1); item < n_items; item = next.fetch_add(1)) {
-        const int64_t t = item / p.n_heads;
-        const int h = static_cast<int>(item % p.n_heads);
-        const int64_t kv_off = static_cast<int64_t>(h / group) * p.head_dim;
-        const float* qh = q + item * p.head_dim;
-        const int64_t n_keys = positions[t] + 1;
-        float max = -INFINITY;
-        for (int64_t j0 = 0; j0 < n_keys; j0 += block_size) {
-          const float* kb =
-              k_pool + static_cast<int64_t>(block_table[j0 / block_size]) * block_size * kv_stride +
-              kv_off;
-          const int64_t nj = std::min<int64_t>(block_size, n_keys - j0);
-          for (int64_t j = 0; j < nj; ++j) {
-            const float sc = k_->dot(qh, kb + j * kv_stride, p.head_dim) * p.scale;
-            score[j0 + j] = sc;
-            max = std::max(max, sc);
-          }
+        const int kvh = static_cast<int>(item / tiles_per_kv);
+        const int64_t r0 = item % tiles_per_kv * kMaxAttendHeads;
+        const int g = static_cast<int>(std::min<int64_t>(kMaxAttendHeads, rows_per_kv - r0));
+        int64_t tile_keys = 0;
+        for (int i = 0; i < g; ++i) {
+          const int64_t t = (r0 + i) / group;
+          const int64_t row = t * p.n_heads + kvh * group + (r0 + i) % group;
+          qs[i] = q + row * p.head_dim;
+          outs[i] = out + row * p.head_dim;
+          n_keys[i] = positions[t] + 1;
+          tile_keys = std::max(tile_keys, n_keys[i]);
         }
-        const float inv = static_cast<float>(1.0 / k_->exp_sub_sum(score, n_keys, max));
-        float* o = out + item * p.head_dim;
-        std::fill(o, o + p.head_dim, 0.0f);
-        for (int64_t j0 = 0; j0 < n_keys; j0 += block_size) {
-          const float* vb =
-              v_pool + static_cast<int64_t>(block_table[j0 / block_size]) * block_size * kv_stride +
-              kv_off;
-          const int64_t nj = std::min<int64_t>(block_size, n_keys - j0);
-          for (int64_t j = 0; j < nj; ++j)
-            k_->axpy(score[j0 + j] * inv, vb + j * kv_stride, p.head_dim, o);
-        }
+        const int64_t kv_off = static_cast<int64_t>(kvh) * p.head_dim;
+        k_->attend_paged(qs, n_keys, g, k_pool + kv_off, v_pool + kv_off, block_table, block_size,
+                         kv_stride, p.head_dim, p.scale, score, tile_keys, outs);
       }
     };
     if (n_tokens * p.n_heads * max_keys * p.head_dim < 32768) {
