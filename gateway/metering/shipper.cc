@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/metering/shipper.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+
+namespace weft::gateway {
+namespace {
+
+constexpr char kCheckpointMagic[] = "weft-ledger-checkpoint";
+
+absl::Status Errno(std::string_view what, const std::string& path) {
+  return absl::ErrnoToStatus(errno, absl::StrCat(std::string(what), " ", path));
+}
+
+std::string PosText(WalPosition p) { return absl::StrCat(p.segment, ":", p.offset); }
+
+// Writes `data` to `path` atomically and durably: temp file, fdatasync, rename, fsync directory.
+absl::Status WriteFileDurably(const std::string& dir, const std::string& path,
+                              const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("open", tmp);
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno("write", tmp);
+      ::close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd) != 0) {
+    absl::Status s = Errno("fdatasync", tmp);
+    ::close(fd);
+    return s;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Errno("rename", tmp);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Errno("open directory", dir);
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  return rc == 0 ? absl::OkStatus() : Errno("fsync directory", dir);
+}
+
+}  // namespace
+
+Shipper::Shipper(Wal* wal, LedgerStore* store, ShipperOptions options)
+    : wal_(wal),
+      store_(store),
+      options_(std::move(options)),
+      checkpoint_path_(wal->dir() + "/shipped.checkpoint") {}
+
+Shipper::~Shipper() { Stop(); }
+
+void Shipper::Warn(std::string_view message) const {
+  if (options_.warn) {
+    options_.warn(message);
+  } else {
+    std::fprintf(stderr, "weft ledger: warning: %.*s\n", static_cast<int>(message.size()),
+                 message.data());
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Shipper>> Shipper::Open(Wal* wal, LedgerStore* store,
+                                                       ShipperOptions options) {
+  if (options.max_batch_records == 0) {
+    return absl::InvalidArgumentError("shipper max_batch_records must be > 0");
+  }
+  std::unique_ptr<Shipper> shipper(new Shipper(wal, store, std::move(options)));
+  const WalPosition start = wal->Start();
+  const WalPosition end = wal->DurableEnd();
+  WalPosition pos = start;
+  std::ifstream in(shipper->checkpoint_path_);
+  if (in) {
+    std::string magic, version;
+    WalPosition cp;
+    if (!(in >> magic >> version >> cp.segment >> cp.offset) || magic != kCheckpointMagic ||
+        version != "v1") {
+      shipper->Warn(absl::StrCat(shipper->checkpoint_path_,
+                                 " is unreadable; re-shipping the whole WAL (the store ignores "
+                                 "records it already has)"));
+    } else if (cp > end) {
+      shipper->Warn(absl::StrCat(shipper->checkpoint_path_, " points past the WAL's end (",
+                                 PosText(cp), " > ", PosText(end),
+                                 "); re-shipping the whole WAL"));
+    } else {
+      pos = std::max(cp, start);
+    }
+  }
+  shipper->shipped_ = pos;
+  // Segments a crash left behind after their checkpoint was written.
+  WEFT_RETURN_IF_ERROR(wal->RemoveSegmentsBefore(pos.segment));
+  return shipper;
+}
+
+absl::Status Shipper::WriteCheckpoint(WalPosition pos) {
+  return WriteFileDurably(wal_->dir(), checkpoint_path_,
+                          absl::StrCat(kCheckpointMagic, " v1 ", pos.segment, " ", pos.offset, "\n"));
+}
+
+absl::StatusOr<int64_t> Shipper::ShipOnce() {
+  std::lock_guard ship(ship_mu_);
+  return ShipOnceLocked();
+}
+
+absl::StatusOr<int64_t> Shipper::ShipOnceLocked() {
+  const WalPosition from = shipped();
+  WEFT_ASSIGN_OR_RETURN(WalReadResult batch, wal_->Read(from, options_.max_batch_records));
+  if (batch.records.empty() && batch.next == from) return 0;
+  if (!batch.records.empty()) {
+    absl::StatusOr<int64_t> added = store_->Insert(batch.records);
+    if (!added.ok()) {
+      std::lock_guard lock(mu_);
+      last_error_ = added.status();
+      return added.status();
+    }
+  }
+  // The checkpoint moves only after the commit: a crash in between re-ships this batch, which
+  // the store absorbs by request_id.
+  WEFT_RETURN_IF_ERROR(WriteCheckpoint(batch.next));
+  {
+    std::lock_guard lock(mu_);
+    shipped_ = batch.next;
+    last_error_ = absl::OkStatus();
+  }
+  cv_.notify_all();
+  WEFT_RETURN_IF_ERROR(wal_->RemoveSegmentsBefore(batch.next.segment));
+  return static_cast<int64_t>(batch.records.size());
+}
+
+void Shipper::Start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  work_ = true;
+  wal_->SetDurableListener([this] {
+    {
+      std::lock_guard l(mu_);
+      work_ = true;
+    }
+    cv_.notify_all();
+  });
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Shipper::Stop() {
+  std::thread thread;
+  {
+    std::lock_guard lock(mu_);
+    if (!thread_.joinable()) return;
+    stop_ = true;
+    thread = std::move(thread_);
+  }
+  wal_->SetDurableListener(nullptr);
+  cv_.notify_all();
+  thread.join();
+}
+
+void Shipper::Run() {
+  absl::Duration backoff = absl::ZeroDuration();
+  std::string last_warning;
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || work_; });
+      if (stop_) return;
+      work_ = false;
+    }
+    absl::StatusOr<int64_t> shipped = ShipOnce();
+    if (shipped.ok()) {
+      backoff = absl::ZeroDuration();
+      last_warning.clear();
+      if (*shipped > 0) {
+        std::lock_guard lock(mu_);
+        work_ = true;  // there may be more behind this batch
+      }
+      continue;
+    }
+    // The store (or the disk) failed: the records wait in the WAL. Warn once per distinct error.
+    const std::string warning = absl::StrCat("usage ledger shipping failed, will retry: ",
+                                             shipped.status().ToString());
+    if (warning != last_warning) Warn(warning);
+    last_warning = warning;
+    backoff = std::min(options_.retry_max, std::max(options_.retry_initial, backoff * 2));
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
+    if (stop_) return;
+    work_ = true;
+  }
+}
+
+absl::Status Shipper::Flush(absl::Duration timeout) {
+  const WalPosition target = wal_->DurableEnd();
+  const absl::Time deadline = absl::Now() + timeout;
+  std::unique_lock lock(mu_);
+  while (shipped_ < target) {
+    if (!thread_.joinable()) {
+      const WalPosition before = shipped_;
+      lock.unlock();
+      absl::StatusOr<int64_t> n = ShipOnce();
+      if (!n.ok()) return n.status();
+      lock.lock();
+      if (shipped_ == before) {
+        return absl::InternalError(absl::StrCat("usage ledger WAL ends at ", PosText(shipped_),
+                                                " before its durable end ", PosText(target)));
+      }
+      continue;
+    }
+    work_ = true;
+    cv_.notify_all();
+    if (deadline == absl::InfiniteFuture()) {
+      cv_.wait(lock);
+    } else if (cv_.wait_for(lock, absl::ToChronoMilliseconds(std::max(
+                                      absl::ZeroDuration(), deadline - absl::Now()))) ==
+                   std::cv_status::timeout &&
+               shipped_ < target) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "usage ledger not flushed to the store in time (shipped ", PosText(shipped_), " of ",
+          PosText(target), ")",
+          last_error_.ok() ? std::string() : absl::StrCat("; last error: ", last_error_.ToString())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Shipper::WithShippingPaused(
+    const std::function<absl::Status(WalPosition shipped)>& fn) {
+  std::lock_guard ship(ship_mu_);
+  return fn(shipped());
+}
+
+WalPosition Shipper::shipped() const {
+  std::lock_guard lock(mu_);
+  return shipped_;
+}
+
+absl::Status Shipper::last_error() const {
+  std::lock_guard lock(mu_);
+  return last_error_;
+}
+
+}  // namespace weft::gateway

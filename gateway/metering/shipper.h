@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shipper: moves durable WAL records into the LedgerStore in batches, on a background thread.
+// After each store commit it writes a checkpoint (dir/shipped.checkpoint: how far it shipped) and
+// deletes the segments before it. A crash between the commit and the checkpoint re-ships the
+// batch; the store ignores request ids it has, so nothing is counted twice. The Wal and the store
+// must outlive the Shipper. All methods are thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gateway/metering/ledger_store.h"
+#include "gateway/metering/wal.h"
+
+namespace weft::gateway {
+
+struct ShipperOptions {
+  size_t max_batch_records = 2000;  // records per store transaction
+  absl::Duration retry_initial = absl::Milliseconds(50);  // backoff after a store error...
+  absl::Duration retry_max = absl::Seconds(5);            // ...doubling up to this
+  std::function<void(std::string_view)> warn;             // default: stderr
+};
+
+class Shipper {
+ public:
+  // Reads the checkpoint (a missing, unreadable or out-of-range one means "ship from the WAL's
+  // start", with a warning where it was damaged). Does not start the thread.
+  static absl::StatusOr<std::unique_ptr<Shipper>> Open(Wal* wal, LedgerStore* store,
+                                                       ShipperOptions options);
+  ~Shipper();  // Stop()
+  Shipper(const Shipper&) = delete;
+  Shipper& operator=(const Shipper&) = delete;
+
+  // Starts the background thread (idempotent). It ships whenever the WAL's durable end moves and
+  // retries store errors with backoff.
+  void Start();
+  // Stops and joins the thread; records not yet shipped stay in the WAL. Idempotent.
+  void Stop();
+
+  // Ships one batch from the caller's thread: read, insert, checkpoint, delete shipped segments.
+  // Returns how many records it shipped (0: caught up). Blocks on the store.
+  absl::StatusOr<int64_t> ShipOnce();
+
+  // Waits until every record durable when called is in the store. Ships inline when the thread is
+  // not running. DeadlineExceeded (with the last store error) on timeout.
+  absl::Status Flush(absl::Duration timeout = absl::InfiniteDuration());
+
+  // Runs `fn` with shipping held still, given how far shipping has got: records before that
+  // position are in the store, records from it on are only in the WAL.
+  absl::Status WithShippingPaused(const std::function<absl::Status(WalPosition shipped)>& fn);
+
+  WalPosition shipped() const;
+  absl::Status last_error() const;  // the latest store failure, OK after a success
+
+ private:
+  Shipper(Wal* wal, LedgerStore* store, ShipperOptions options);
+  absl::Status WriteCheckpoint(WalPosition pos);
+  absl::StatusOr<int64_t> ShipOnceLocked();
+  void Run();
+  void Warn(std::string_view message) const;
+
+  Wal* const wal_;
+  LedgerStore* const store_;
+  const ShipperOptions options_;
+  const std::string checkpoint_path_;
+
+  std::mutex ship_mu_;  // held for a whole ShipOnce, and by WithShippingPaused
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // shipped_ moved, work arrived, or stop
+  WalPosition shipped_;
+  absl::Status last_error_;
+  bool work_ = true;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace weft::gateway

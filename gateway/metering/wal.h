@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+// Wal: the gateway's local write-ahead log of UsageRecords, in a directory of segment files
+// (wal-<seq>.log, frames as in wal_format.h) rotated at a size limit. Append() returns once the
+// record is on disk (fdatasync), with group commit: concurrent appenders share one write and one
+// fdatasync (leader/follower, no extra thread). One Wal per directory (an flock on dir/LOCK keeps
+// a second process out). All methods are thread-safe.
+#pragma once
+
+#include <compare>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gateway/metering/usage_record.h"
+
+namespace weft::gateway {
+
+// A place in the log: a byte offset inside segment file wal-<segment>.log. Ordered.
+struct WalPosition {
+  uint64_t segment = 0;
+  uint64_t offset = 0;
+  friend auto operator<=>(const WalPosition&, const WalPosition&) = default;
+};
+
+struct WalOptions {
+  std::string dir;                         // created if missing
+  uint64_t segment_bytes = 64 << 20;       // a new segment starts once this would be exceeded
+  uint64_t max_batch_bytes = 1 << 20;      // most bytes one group commit writes; this is also
+                                           // the torn-tail window recovery allows (keep it fixed)
+  std::function<void(std::string_view)> warn;  // recovery warnings; default: stderr
+};
+
+// What Open() found and repaired.
+struct WalRecoveryReport {
+  int segments = 0;           // segment files found
+  int64_t records = 0;        // valid records in them
+  uint64_t truncated_bytes = 0;
+  std::string truncated_segment;  // path of the segment cut at a torn tail, "" if none
+};
+
+struct WalReadResult {
+  std::vector<UsageRecord> records;
+  WalPosition next;  // where the next read starts (the start of the next segment at a boundary)
+};
+
+class Wal {
+ public:
+  // Opens (creating) the directory and recovers it: a torn or corrupt tail of the last segment is
+  // truncated with a warning; damage anywhere else is DataLoss naming the file and offset.
+  // FailedPrecondition if another Wal (this or another process) holds the directory.
+  static absl::StatusOr<std::unique_ptr<Wal>> Open(WalOptions options);
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Appends `record` and returns once it is durable. Blocks (a group commit: about one fdatasync).
+  // InvalidArgument for a record without request_id or over 64 KiB encoded; after a write or
+  // fdatasync failure every later call fails with that error (a failed fsync cannot be retried).
+  absl::Status Append(const UsageRecord& record);
+
+  // The first position still on disk, and the end of the durable data (what Read can see).
+  WalPosition Start() const;
+  WalPosition DurableEnd() const;
+
+  // Reads up to `max_records` durable records from `from` (a position before Start() reads from
+  // Start()). DataLoss if durable data fails its checksum (damage after Open), InvalidArgument
+  // for a position past DurableEnd().
+  absl::StatusOr<WalReadResult> Read(WalPosition from, size_t max_records) const;
+
+  // Calls `fn` (from an appending thread, without locks held) each time the durable end moves;
+  // nullptr clears it. Returns once no call of the previous listener is running.
+  void SetDurableListener(std::function<void()> fn);
+
+  // Deletes whole segments with a number below `segment`, never the one being written.
+  absl::Status RemoveSegmentsBefore(uint64_t segment);
+
+  const std::string& dir() const { return options_.dir; }
+  const WalRecoveryReport& recovery() const { return recovery_; }
+
+  // Waits for an in-flight group commit, closes the files and releases the directory. Appends
+  // after Close fail with FailedPrecondition. Idempotent.
+  absl::Status Close();
+
+ private:
+  explicit Wal(WalOptions options);
+  absl::Status Recover();
+  absl::Status OpenActive(uint64_t seq, bool create);
+  // Leader only: rotates if needed, writes `batch`, fdatasyncs. Returns the new durable end.
+  absl::StatusOr<WalPosition> WriteBatch(const std::string& batch);
+  void Warn(std::string_view message) const;
+
+  const WalOptions options_;
+  WalRecoveryReport recovery_;
+  int lock_fd_ = -1;
+
+  // Leader-owned (only the thread with leader_busy_ set touches these, or Close once none is).
+  int active_fd_ = -1;
+  uint64_t active_seq_ = 0;
+  uint64_t active_size_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::string pending_;                   // encoded frames not yet handed to a leader
+  std::deque<uint64_t> pending_sizes_;    // frame sizes in pending_, oldest first
+  uint64_t next_ticket_ = 0;              // tickets issued to appenders, in pending_ order
+  uint64_t durable_ticket_ = 0;           // every ticket <= this is durable
+  bool leader_busy_ = false;
+  bool closed_ = false;
+  absl::Status failed_;                   // sticky write/fdatasync failure
+  std::map<uint64_t, uint64_t> segments_;  // seq -> durable size
+  WalPosition durable_end_;
+  std::shared_ptr<std::function<void()>> listener_;
+  int listener_calls_ = 0;  // listener calls running (outside mu_)
+};
+
+}  // namespace weft::gateway
