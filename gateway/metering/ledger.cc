@@ -15,10 +15,11 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
   std::unique_ptr<Ledger> ledger(new Ledger());
   ledger->warn_ = options.warn;
   ledger->store_ = std::move(options.store);
-  WEFT_ASSIGN_OR_RETURN(ledger->wal_, Wal::Open({.dir = options.dir,
-                                                 .segment_bytes = options.segment_bytes,
-                                                 .max_batch_bytes = 1 << 20,
-                                                 .warn = options.warn}));
+  WalOptions wal_options;
+  wal_options.dir = options.dir;
+  wal_options.segment_bytes = options.segment_bytes;
+  wal_options.warn = options.warn;
+  WEFT_ASSIGN_OR_RETURN(ledger->wal_, Wal::Open(std::move(wal_options)));
   WEFT_ASSIGN_OR_RETURN(ledger->shipper_,
                         Shipper::Open(ledger->wal_.get(), ledger->store_.get(),
                                       {.max_batch_records = options.ship_batch_records,

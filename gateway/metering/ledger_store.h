@@ -25,15 +25,15 @@ enum class UsageGroupBy { kDay, kDeployment, kKey, kTenant };
 // tenant and/or deployment, summed per group (a UTC day "YYYY-MM-DD", a deployment, a key id or a
 // tenant).
 struct UsageQuery {
-  std::string tenant;      // "" = every tenant
-  std::string deployment;  // "" = every deployment
+  std::string tenant{};      // "" = every tenant
+  std::string deployment{};  // "" = every deployment
   int64_t since_unix_ms = 0;
   int64_t until_unix_ms = std::numeric_limits<int64_t>::max();
   UsageGroupBy group_by = UsageGroupBy::kDay;
 };
 
 struct UsageRow {
-  std::string group;
+  std::string group{};
   int64_t requests = 0;
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;

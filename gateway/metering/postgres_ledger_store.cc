@@ -191,11 +191,11 @@ absl::StatusOr<std::vector<UsageRow>> PostgresLedgerStore::Query(const UsageQuer
   WEFT_RETURN_IF_ERROR(EnsureConnected());
   // COLLATE "C": the same bytewise order as the other stores, whatever the database locale.
   const std::string sql = absl::StrCat(
-      "SELECT ", GroupExpr(query.group_by),
-      " AS g, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
+      "SELECT (", GroupExpr(query.group_by),
+      ") COLLATE \"C\" AS g, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
       "COALESCE(SUM(completion_tokens), 0) FROM usage_records "
       "WHERE time_unix_ms >= $1 AND time_unix_ms < $2 AND ($3 = '' OR tenant = $3) "
-      "AND ($4 = '' OR deployment = $4) GROUP BY g ORDER BY g COLLATE \"C\"");
+      "AND ($4 = '' OR deployment = $4) GROUP BY 1 ORDER BY 1");
   Params params{{absl::StrCat(query.since_unix_ms), absl::StrCat(query.until_unix_ms),
                  query.tenant, query.deployment}};
   const std::vector<const char*> values = params.pointers();

@@ -15,7 +15,7 @@ struct sqlite3;
 namespace weft::gateway {
 
 struct SqliteLedgerStoreOptions {
-  std::string path;               // the database file
+  std::string path{};             // the database file
   bool create_if_missing = true;  // false: NotFound when the file does not exist
   int busy_timeout_ms = 5000;
 };

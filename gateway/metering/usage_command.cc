@@ -105,8 +105,10 @@ std::string ParseFlags(const std::vector<std::string>& args, Flags& flags) {
 // holds the WAL (and ships continuously), which is not an error.
 void ShipLeftovers(const std::string& wal_dir, LedgerStore* store, std::ostream& err) {
   auto warn = [&err](std::string_view msg) { err << "weft usage: warning: " << msg << "\n"; };
-  auto wal = Wal::Open({.dir = wal_dir, .segment_bytes = 64 << 20, .max_batch_bytes = 1 << 20,
-                        .warn = warn});
+  WalOptions options;
+  options.dir = wal_dir;
+  options.warn = warn;
+  auto wal = Wal::Open(std::move(options));
   if (!wal.ok()) {
     if (!absl::IsFailedPrecondition(wal.status())) {
       warn(absl::StrCat("records in ", wal_dir, " not included: ", wal.status().ToString()));

@@ -275,6 +275,8 @@ absl::Status Wal::Append(const UsageRecord& record) {
     std::shared_ptr<std::function<void()>> listener;
     if (end.ok()) {
       durable_ticket_ = batch_last;
+      stats_.records += static_cast<int64_t>(taken);
+      stats_.batches += 1;
       segments_[end->segment] = end->offset;
       durable_end_ = *end;
       listener = listener_;
@@ -302,6 +304,11 @@ WalPosition Wal::Start() const {
 WalPosition Wal::DurableEnd() const {
   std::lock_guard lock(mu_);
   return durable_end_;
+}
+
+WalStats Wal::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
 }
 
 void Wal::SetDurableListener(std::function<void()> fn) {

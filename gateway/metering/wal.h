@@ -33,11 +33,11 @@ struct WalPosition {
 };
 
 struct WalOptions {
-  std::string dir;                         // created if missing
+  std::string dir{};                       // created if missing
   uint64_t segment_bytes = 64 << 20;       // a new segment starts once this would be exceeded
-  uint64_t max_batch_bytes = 1 << 20;      // most bytes one group commit writes; this is also
+  uint64_t max_batch_bytes = 256 << 10;    // most bytes one group commit writes; this is also
                                            // the torn-tail window recovery allows (keep it fixed)
-  std::function<void(std::string_view)> warn;  // recovery warnings; default: stderr
+  std::function<void(std::string_view)> warn{};  // recovery warnings; default: stderr
 };
 
 // What Open() found and repaired.
@@ -46,6 +46,12 @@ struct WalRecoveryReport {
   int64_t records = 0;        // valid records in them
   uint64_t truncated_bytes = 0;
   std::string truncated_segment;  // path of the segment cut at a torn tail, "" if none
+};
+
+// Counters since Open (for /metrics and tests).
+struct WalStats {
+  int64_t records = 0;  // records made durable
+  int64_t batches = 0;  // group commits (one write + one fdatasync each)
 };
 
 struct WalReadResult {
@@ -85,6 +91,7 @@ class Wal {
   absl::Status RemoveSegmentsBefore(uint64_t segment);
 
   const std::string& dir() const { return options_.dir; }
+  WalStats stats() const;
   const WalRecoveryReport& recovery() const { return recovery_; }
 
   // Waits for an in-flight group commit, closes the files and releases the directory. Appends
@@ -114,6 +121,7 @@ class Wal {
   std::deque<uint64_t> pending_sizes_;    // frame sizes in pending_, oldest first
   uint64_t next_ticket_ = 0;              // tickets issued to appenders, in pending_ order
   uint64_t durable_ticket_ = 0;           // every ticket <= this is durable
+  WalStats stats_;
   bool leader_busy_ = false;
   bool closed_ = false;
   absl::Status failed_;                   // sticky write/fdatasync failure
