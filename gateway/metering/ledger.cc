@@ -67,6 +67,7 @@ absl::Status Ledger::ScanAll(int64_t since_unix_ms,
 absl::Status Ledger::Close() {
   if (closed_) return absl::OkStatus();
   closed_ = true;
+  if (!shipper_) return wal_ ? wal_->Close() : absl::OkStatus();  // Open failed half-way
   shipper_->Stop();
   // One last catch-up, without retries: a store that is down now gets the records next time.
   while (shipper_->shipped() < wal_->DurableEnd()) {

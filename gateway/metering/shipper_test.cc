@@ -1,1 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/metering/shipper.h"
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "gateway/metering/memory_ledger_store.h"
+#include "gateway/metering/metering_testing.h"
 #include "gtest/gtest.h"
+
+namespace weft::gateway {
+namespace {
+
+using testing::ScopedTempDir;
+using testing::SegmentFiles;
+using testing::TestRecord;
+
+// Wraps a store: can fail the next N inserts before (down) or after (commit, then lose the
+// reply) the commit, and counts what it was asked to insert.
+class FaultyStore : public LedgerStore {
+ public:
+  absl::StatusOr<int64_t> Insert(std::span<const UsageRecord> records) override {
+    inserted_total += static_cast<int64_t>(records.size());
+    if (fail_before > 0) {
+      fail_before--;
+      return absl::UnavailableError("store down");
+    }
+    auto added = inner.Insert(records);
+    if (fail_after > 0) {
+      fail_after--;
+      return absl::UnavailableError("connection lost after commit");
+    }
+    return added;
+  }
+  absl::StatusOr<std::vector<UsageRow>> Query(const UsageQuery& q) override {
+    return inner.Query(q);
+  }
+  absl::Status Scan(int64_t since, const std::function<void(const UsageRecord&)>& fn) override {
+    return inner.Scan(since, fn);
+  }
+
+  MemoryLedgerStore inner;
+  std::atomic<int> fail_before{0};
+  std::atomic<int> fail_after{0};
+  std::atomic<int64_t> inserted_total{0};
+};
+
+struct Fixture {
+  explicit Fixture(uint64_t segment_bytes = 2048) {
+    wal = Wal::Open({.dir = dir.path(), .segment_bytes = segment_bytes}).value();
+  }
+  std::unique_ptr<Shipper> OpenShipper(size_t batch = 16) {
+    auto s = Shipper::Open(wal.get(), &store,
+                           {.max_batch_records = batch,
+                            .retry_initial = absl::Milliseconds(1),
+                            .retry_max = absl::Milliseconds(10),
+                            .warn = [this](std::string_view w) {
+                              std::lock_guard lock(warnings_mu);
+                              warnings.emplace_back(w);
+                            }});
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  void Append(int from, int to) {
+    for (int i = from; i < to; ++i) ASSERT_TRUE(wal->Append(TestRecord(i)).ok());
+  }
+  // Every record 0..n-1 is in the store exactly once.
+  void ExpectStoreHolds(int n) {
+    std::map<std::string, int> seen;
+    ASSERT_TRUE(store.Scan(INT64_MIN, [&](const UsageRecord& r) { seen[r.request_id]++; }).ok());
+    EXPECT_EQ(seen.size(), static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) EXPECT_EQ(seen[TestRecord(i).request_id], 1) << i;
+  }
+  std::string Checkpoint() const {
+    std::ifstream in(dir / "shipped.checkpoint");
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+
+  ScopedTempDir dir;
+  FaultyStore store;
+  std::unique_ptr<Wal> wal;
+  std::mutex warnings_mu;
+  std::vector<std::string> warnings;  // read once the shipper thread has stopped or is idle
+};
+
+TEST(ShipperTest, ShipsInBatchesCheckpointsAndDeletesShippedSegments) {
+  Fixture f;
+  f.Append(0, 100);
+  const size_t segments_before = SegmentFiles(f.dir.path()).size();
+  ASSERT_GT(segments_before, 3u);
+  auto shipper = f.OpenShipper(/*batch=*/16);
+  EXPECT_EQ(shipper->ShipOnce().value(), 16);
+  EXPECT_NE(f.Checkpoint().find("weft-ledger-checkpoint v1 "), std::string::npos);
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.ExpectStoreHolds(100);
+  EXPECT_EQ(shipper->shipped(), f.wal->DurableEnd());
+  EXPECT_EQ(SegmentFiles(f.dir.path()).size(), 1u);  // only the active segment is left
+  EXPECT_EQ(shipper->ShipOnce().value(), 0);
+}
+
+TEST(ShipperTest, BackgroundThreadFollowsAppendsAndFlushWaits) {
+  Fixture f(64 << 10);
+  auto shipper = f.OpenShipper(50);
+  shipper->Start();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * 100; i < (t + 1) * 100; ++i) EXPECT_TRUE(f.wal->Append(TestRecord(i)).ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.ExpectStoreHolds(400);
+  shipper->Stop();
+  shipper->Stop();  // idempotent
+}
+
+TEST(ShipperTest, StoreOutageRetriesWithBackoffAndFlushTimesOut) {
+  Fixture f;
+  f.Append(0, 20);
+  f.store.fail_before = 1 << 30;  // down
+  auto shipper = f.OpenShipper();
+  shipper->Start();
+  const absl::Status flush = shipper->Flush(absl::Milliseconds(100));
+  EXPECT_EQ(flush.code(), absl::StatusCode::kDeadlineExceeded) << flush;
+  EXPECT_NE(flush.message().find("store down"), std::string::npos) << flush;
+  EXPECT_EQ(shipper->last_error().code(), absl::StatusCode::kUnavailable);
+  {
+    std::lock_guard lock(f.warnings_mu);
+    ASSERT_EQ(f.warnings.size(), 1u) << "one warning per distinct error, not per retry";
+  }
+  EXPECT_GT(f.store.inserted_total.load(), 20) << "it retried";
+  f.store.fail_before = 0;  // back up
+  ASSERT_TRUE(shipper->Flush(absl::Seconds(20)).ok());
+  f.ExpectStoreHolds(20);
+  EXPECT_TRUE(shipper->last_error().ok());
+}
+
+// The crash window: the store committed, the checkpoint did not move. Shipping again inserts
+// the same batch, which the store absorbs by request id.
+TEST(ShipperTest, ReshippingAfterCommitWithoutCheckpointCreatesNoDuplicates) {
+  Fixture f;
+  f.Append(0, 30);
+  auto shipper = f.OpenShipper(/*batch=*/10);
+  f.store.fail_after = 1;
+  EXPECT_FALSE(shipper->ShipOnce().ok());
+  EXPECT_EQ(f.store.inner.size(), 10u);  // committed
+  EXPECT_EQ(shipper->shipped(), f.wal->Start());  // but not checkpointed
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.ExpectStoreHolds(30);
+  EXPECT_EQ(f.store.inserted_total.load(), 40);  // one batch twice
+}
+
+TEST(ShipperTest, StaleMissingOrDamagedCheckpointsReshipWithoutDuplicates) {
+  Fixture f;
+  f.Append(0, 40);
+  std::string stale;
+  {
+    auto shipper = f.OpenShipper(/*batch=*/8);
+    ASSERT_TRUE(shipper->ShipOnce().ok());
+    stale = f.Checkpoint();
+    ASSERT_TRUE(shipper->Flush().ok());
+  }
+  f.Append(40, 60);
+  for (const std::string& checkpoint : {stale, std::string(), std::string("garbage\n"),
+                                        std::string("weft-ledger-checkpoint v1 999 0\n")}) {
+    SCOPED_TRACE(checkpoint);
+    if (checkpoint.empty()) {
+      std::filesystem::remove(f.dir / "shipped.checkpoint");
+    } else {
+      std::ofstream(f.dir / "shipped.checkpoint", std::ios::trunc) << checkpoint;
+    }
+    auto shipper = f.OpenShipper();
+    ASSERT_TRUE(shipper->Flush().ok());
+    f.ExpectStoreHolds(60);
+  }
+  // Unreadable and out-of-range checkpoints say so.
+  ASSERT_GE(f.warnings.size(), 2u);
+  EXPECT_NE(f.warnings[0].find("unreadable"), std::string::npos) << f.warnings[0];
+  EXPECT_NE(f.warnings[1].find("past the WAL's end"), std::string::npos) << f.warnings[1];
+}
+
+TEST(ShipperTest, PausedShippingHoldsStill) {
+  Fixture f;
+  f.Append(0, 10);
+  auto shipper = f.OpenShipper();
+  shipper->Start();
+  ASSERT_TRUE(shipper
+                  ->WithShippingPaused([&](WalPosition shipped) {
+                    const size_t before = f.store.inner.size();
+                    f.Append(10, 20);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+                    EXPECT_EQ(f.store.inner.size(), before);
+                    EXPECT_EQ(shipper->shipped(), shipped);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.ExpectStoreHolds(20);
+}
+
+}  // namespace
+}  // namespace weft::gateway
