@@ -20,6 +20,7 @@ int GenerateCommand(int argc, char** argv);  // weft generate
 int ModelCommand(int argc, char** argv);     // weft model inspect|tokenize|detokenize|synth
 int BenchCommand(int argc, char** argv);     // weft bench
 int EngineCommand(int argc, char** argv);    // weft engine
+int GatewayCommand(int argc, char** argv);   // weft gateway
 
 // Prints "weft: <status message>" to stderr; returns 1.
 int Fail(const absl::Status& status);

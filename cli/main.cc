@@ -4,7 +4,14 @@
 #include <cstring>
 #include <string>
 
+#include <iostream>
+#include <vector>
+
 #include "cli/commands.h"
+#include "gateway/metering/usage_command.h"
+#ifdef WEFT_HAVE_ADMIN_CLI
+#include "gateway/admin/keys_command.h"
+#endif
 
 namespace {
 
@@ -21,6 +28,10 @@ constexpr char kUsage[] =
     "  engine --model MODEL [--name ID] [--adapter NAME=PATH]... [--host H] [--port P]\n"
     "         [--threads N] [--ctx N] [--kv-blocks N | --kv-mem MIB] [--max-batch-tokens N]\n"
     "         [--chat-template-file F]\n"
+    "  gateway [--config FILE] [--host H] [--port P] [--data DIR] [--drain SECONDS] [--quiet]\n"
+    "  keys create|list|revoke ...       (tenants and API keys; weft keys --help)\n"
+    "  tenants create|list|set ...\n"
+    "  usage [--data DIR] [--tenant T] [--deployment D] [--since DATE] [--by day|deployment|key]\n"
     "\n"
     "MODEL is a GGUF file, a llama2.c .bin checkpoint (with --tokenizer tokenizer.bin), or a\n"
     "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).\n";
@@ -38,6 +49,17 @@ int main(int argc, char** argv) {
   if (verb == "model") return weft::cli::ModelCommand(argc, argv);
   if (verb == "bench") return weft::cli::BenchCommand(argc, argv);
   if (verb == "engine") return weft::cli::EngineCommand(argc, argv);
+  if (verb == "gateway") return weft::cli::GatewayCommand(argc, argv);
+  if (verb == "usage") {
+    return weft::gateway::RunUsageCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout,
+                                          std::cerr);
+  }
+#ifdef WEFT_HAVE_ADMIN_CLI
+  if (verb == "keys" || verb == "tenants") {
+    return weft::admin::RunKeysCommand(std::vector<std::string>(argv + 1, argv + argc), std::cout,
+                                       std::cerr);
+  }
+#endif
   std::fprintf(stderr, "weft: unknown command '%s'\n\n%s", verb.c_str(), kUsage);
   return 2;
 }

@@ -7,39 +7,12 @@
 namespace weft::engine {
 namespace {
 
-std::string Num(double v) { return absl::StrFormat("%.17g", v); }
-
 void Scalar(std::string* out, const char* name, const char* type, const char* help, double v) {
   absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
-                  Num(v), "\n");
+                  PrometheusNumber(v), "\n");
 }
 
 }  // namespace
-
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
-
-void Histogram::Observe(double value) {
-  size_t i = 0;
-  while (i < bounds_.size() && value > bounds_[i]) ++i;
-  std::lock_guard lock(mu_);
-  counts_[i]++;
-  sum_ += value;
-  count_++;
-}
-
-void Histogram::Render(const std::string& name, const std::string& help, std::string* out) const {
-  std::lock_guard lock(mu_);
-  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " histogram\n");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < bounds_.size(); ++i) {
-    cumulative += counts_[i];
-    absl::StrAppend(out, name, "_bucket{le=\"", Num(bounds_[i]), "\"} ", cumulative, "\n");
-  }
-  cumulative += counts_.back();
-  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", cumulative, "\n", name, "_sum ", Num(sum_),
-                  "\n", name, "_count ", count_, "\n");
-}
 
 ServerMetrics::ServerMetrics()
     : ttft_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}),

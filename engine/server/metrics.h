@@ -13,25 +13,10 @@
 #include <utility>
 #include <vector>
 
+#include "base/histogram.h"
 #include "engine/runtime/engine.h"
 
 namespace weft::engine {
-
-// A Prometheus histogram with fixed upper bounds (seconds).
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> bounds);
-  void Observe(double value);
-  // Appends "# TYPE" and the _bucket/_sum/_count lines for metric `name`.
-  void Render(const std::string& name, const std::string& help, std::string* out) const;
-
- private:
-  std::vector<double> bounds_;
-  mutable std::mutex mu_;
-  std::vector<uint64_t> counts_;  // guarded by mu_; [bounds_.size() + 1], last is +Inf
-  double sum_ = 0;                // guarded by mu_
-  uint64_t count_ = 0;            // guarded by mu_
-};
 
 class ServerMetrics {
  public:

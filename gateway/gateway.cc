@@ -1,0 +1,706 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/gateway.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "api/openai.h"
+#include "base/histogram.h"
+#include "base/status.h"
+#include "base/http/http_server.h"
+#include "gateway/proxy_call.h"
+#include "gateway/quota/quota_tracker.h"
+#include "gateway/routing/balancer.h"
+#include "gateway/routing/circuit_breaker.h"
+#include "gateway/routing/ewma.h"
+#include "gateway/routing/outlier_detector.h"
+#include "gateway/routing/prefix_keys.h"
+#include "gateway/routing/retry_budget.h"
+#include "gateway/routing/route_table.h"
+#include "gateway/routing/static_route_source.h"
+#include "gateway/upstream/load_poller.h"
+#include "gateway/upstream/upstream_client.h"
+#include "nlohmann/json.hpp"
+
+#ifdef WEFT_GATEWAY_HAVE_ADMIN
+#include "gateway/admin/admin_api.h"
+#endif
+
+namespace weft::gateway {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+http::Response ErrorResponse(int status, std::string type, std::string message,
+                             std::string code = "", int retry_after_s = 0,
+                             std::string param = "") {
+  api::ApiError e;
+  e.status = status;
+  e.type = std::move(type);
+  e.message = std::move(message);
+  e.code = std::move(code);
+  e.param = std::move(param);
+  e.retry_after_s = retry_after_s;
+  http::Response r;
+  r.status = status;
+  r.body = api::ErrorJson(e);
+  if (retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
+  return r;
+}
+
+std::string NewRequestId() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  static const char kHex[] = "0123456789abcdef";
+  std::string id = "req-";
+  for (int i = 0; i < 24; ++i) id.push_back(kHex[rng() & 15]);
+  return id;
+}
+
+// Blocking work off the I/O threads (ledger appends: each waits for a shared fdatasync).
+class WorkPool {
+ public:
+  explicit WorkPool(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~WorkPool() { Stop(); }
+  void Post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_) {
+        queue_.push_back(std::move(fn));
+        cv_.notify_one();
+        return;
+      }
+    }
+    fn();  // after Stop: run inline
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping, and drained
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;  // guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+// What the gateway tracks per replica (beyond the route table's static description).
+struct ReplicaRuntime {
+  explicit ReplicaRuntime(const OutlierConfig& oc, int max_pending)
+      : breaker(CircuitBreakerOptions{max_pending, oc.breaker_failures, oc.breaker_open_s}) {}
+  std::atomic<int32_t> outstanding_requests{0};
+  std::atomic<int64_t> outstanding_tokens{0};
+  CircuitBreaker breaker;
+  std::mutex mu;  // guards the fields below
+  api::LoadReport load;
+  bool has_load = false;
+  bool healthy = true;  // optimistic until the first check says otherwise
+  int fail_streak = 0;
+  int ok_streak = 0;
+  Ewma ttft{0.3};
+  Ewma itl{0.3};
+};
+
+struct Metrics {
+  std::mutex mu;
+  std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status); guarded by mu
+  std::map<std::string, uint64_t> quota_rejections;          // by limit; guarded by mu
+  std::atomic<int64_t> prompt_tokens{0}, completion_tokens{0}, cached_tokens{0};
+  std::atomic<int64_t> attempts{0}, retries{0}, migrations{0}, upstream_failures{0};
+  std::atomic<int64_t> auth_failures{0}, ledger_errors{0};
+  Histogram duration{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
+  Histogram ttft{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
+};
+
+}  // namespace
+
+struct Gateway::Impl {
+  GatewayOptions opt;
+  const std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<http::HttpServer> server;
+  std::unique_ptr<upstream::UpstreamClient> client;
+  std::unique_ptr<upstream::LoadPoller> poller;
+  std::unique_ptr<Balancer> balancer;
+  RouteTableHolder routes;
+  quota::QuotaTracker quotas;
+  std::unique_ptr<RetryBudget> retry_budget;
+  std::unique_ptr<WorkPool> ledger_pool;
+  Metrics metrics;
+  std::atomic<bool> stopped{false};
+
+  std::mutex replicas_mu;
+  // Replica id -> runtime state; deployment -> outlier detector. Swapped on route updates.
+  std::map<std::string, std::shared_ptr<ReplicaRuntime>> replicas;            // guarded
+  std::map<std::string, std::shared_ptr<OutlierDetector>> outliers;           // guarded
+
+  double NowS() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  std::shared_ptr<ReplicaRuntime> Runtime(const std::string& id) {
+    std::lock_guard lock(replicas_mu);
+    auto it = replicas.find(id);
+    return it == replicas.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<OutlierDetector> Outliers(const std::string& deployment) {
+    std::lock_guard lock(replicas_mu);
+    auto it = outliers.find(deployment);
+    return it == outliers.end() ? nullptr : it->second;
+  }
+
+  void OnRoutes(std::shared_ptr<const RouteTable> table) {
+    std::vector<upstream::PolledReplica> polled;
+    {
+      std::lock_guard lock(replicas_mu);
+      std::map<std::string, std::shared_ptr<ReplicaRuntime>> next;
+      std::map<std::string, std::shared_ptr<OutlierDetector>> next_outliers;
+      for (const DeploymentConfig& d : table->deployments()) {
+        std::vector<std::string> ids;
+        for (const ReplicaConfig& r : d.replicas) {
+          auto it = replicas.find(r.id);
+          next[r.id] = it != replicas.end()
+                           ? it->second
+                           : std::make_shared<ReplicaRuntime>(
+                                 opt.config.outlier, opt.config.limits.max_outstanding_per_replica);
+          ids.push_back(r.id);
+          if (r.state != ReplicaState::kDown) {
+            polled.push_back({r.id, upstream::Target{r.host, r.port}});
+          }
+        }
+        auto it = outliers.find(d.name);
+        auto od = it != outliers.end() ? it->second
+                                       : std::make_shared<OutlierDetector>(opt.config.outlier);
+        od->SetReplicas(ids);
+        next_outliers[d.name] = od;
+      }
+      replicas = std::move(next);
+      outliers = std::move(next_outliers);
+    }
+    routes.Set(std::move(table));
+    if (poller) poller->SetReplicas(std::move(polled));
+  }
+
+  void OnLoadReport(const std::string& id, absl::StatusOr<api::LoadReport> report) {
+    auto rt = Runtime(id);
+    if (!rt) return;
+    std::lock_guard lock(rt->mu);
+    const HealthConfig& h = opt.config.health;
+    if (report.ok() && report->ready) {
+      rt->load = std::move(*report);
+      rt->has_load = true;
+      rt->fail_streak = 0;
+      if (++rt->ok_streak >= h.healthy_threshold) rt->healthy = true;
+    } else {
+      rt->ok_streak = 0;
+      if (++rt->fail_streak >= h.unhealthy_threshold) rt->healthy = false;
+    }
+  }
+
+  // The balancer's pick for one attempt.
+  std::optional<RouteChoice> Pick(const DeploymentConfig& dep, const std::string& adapter,
+                                  const std::vector<uint64_t>& prefix_keys, int64_t est_tokens,
+                                  const std::vector<std::string>& exclude) {
+    const double now = NowS();
+    auto od = Outliers(dep.name);
+    std::vector<std::shared_ptr<ReplicaRuntime>> rts;
+    std::vector<api::LoadReport> loads(dep.replicas.size());
+    std::vector<ReplicaView> views(dep.replicas.size());
+    rts.reserve(dep.replicas.size());
+    for (size_t i = 0; i < dep.replicas.size(); ++i) {
+      const ReplicaConfig& r = dep.replicas[i];
+      auto rt = Runtime(r.id);
+      rts.push_back(rt);
+      ReplicaView& v = views[i];
+      v.id = r.id;
+      v.provider = r.provider;
+      v.region = r.region;
+      v.state = r.state;
+      v.weight = r.weight;
+      v.max_outstanding = opt.config.limits.max_outstanding_per_replica;
+      if (!rt) {
+        v.healthy = false;
+        continue;
+      }
+      v.outstanding_requests = rt->outstanding_requests.load(std::memory_order_relaxed);
+      v.outstanding_tokens = rt->outstanding_tokens.load(std::memory_order_relaxed);
+      v.ejected = (od && od->IsEjected(r.id, now)) || !rt->breaker.Allows(now);
+      std::lock_guard lock(rt->mu);
+      v.healthy = rt->healthy;
+      if (rt->has_load) {
+        loads[i] = rt->load;
+        FillLoadReport(loads[i], &v);
+      }
+      v.ewma_ttft_ms = rt->ttft.value();
+      v.ewma_itl_ms = rt->itl.value();
+      v.latency_updated_s = rt->ttft.updated_s();
+    }
+    static thread_local std::mt19937_64 rng(std::random_device{}());
+    RequestView req;
+    req.deployment = dep.name;
+    req.adapter = adapter;
+    req.prefix_keys = prefix_keys;
+    req.estimated_tokens = est_tokens;
+    req.preferred_providers = dep.preferred_providers;
+    req.preferred_regions = dep.preferred_regions;
+    req.exclude = exclude;
+    req.random = rng();
+    req.now_s = now;
+    std::optional<size_t> i = balancer->PickIndex(req, views);
+    if (!i) return std::nullopt;
+    const ReplicaConfig& r = dep.replicas[*i];
+    RouteChoice c;
+    c.replica_id = r.id;
+    c.provider = r.provider;
+    c.region = r.region;
+    c.target = upstream::Target{r.host, r.port};
+    c.engine_model = loads[*i].model;
+    return c;
+  }
+
+  void HandleCompletion(api::Endpoint endpoint, const http::Request& hreq,
+                        std::shared_ptr<http::ResponseWriter> w);
+  void HandleModels(const http::Request& hreq, std::shared_ptr<http::ResponseWriter> w);
+  std::string RenderMetrics();
+  void CountRequest(const std::string& endpoint, int status) {
+    std::lock_guard lock(metrics.mu);
+    metrics.requests[{endpoint, status}]++;
+  }
+  absl::StatusOr<auth::Principal> Authenticate(const http::Request& hreq) {
+    std::string_view h = hreq.Header("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (h.size() <= kBearer.size() || h.substr(0, kBearer.size()) != kBearer) {
+      return absl::UnauthenticatedError("missing bearer token");
+    }
+    return opt.keys->Authenticate(h.substr(kBearer.size()));
+  }
+};
+
+void Gateway::Impl::HandleModels(const http::Request& hreq,
+                                 std::shared_ptr<http::ResponseWriter> w) {
+  absl::StatusOr<auth::Principal> p = Authenticate(hreq);
+  if (!p.ok()) {
+    metrics.auth_failures++;
+    CountRequest("models", 401);
+    return w->Respond(ErrorResponse(401, "invalid_request_error", "Incorrect API key provided.",
+                                    "invalid_api_key"));
+  }
+  auto table = routes.Get();
+  ojson data = ojson::array();
+  for (const std::string& name : table->ModelNames()) {
+    auto t = table->Resolve(name);
+    if (!t || !MayUse(*p, t->deployment->name)) continue;
+    data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "weft"}});
+  }
+  CountRequest("models", 200);
+  http::Response r;
+  r.body = ojson{{"object", "list"}, {"data", std::move(data)}}.dump();
+  w->Respond(std::move(r));
+}
+
+void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request& hreq,
+                                     std::shared_ptr<http::ResponseWriter> w) {
+  const std::string ep = endpoint == api::Endpoint::kChatCompletions ? "chat" : "completions";
+  auto reject = [&](http::Response r) {
+    CountRequest(ep, r.status);
+    w->Respond(std::move(r));
+  };
+  if (stopped.load()) {
+    return reject(ErrorResponse(503, "service_unavailable", "the gateway is shutting down", "", 1));
+  }
+  // 1. Who is calling.
+  absl::StatusOr<auth::Principal> principal = Authenticate(hreq);
+  if (!principal.ok()) {
+    metrics.auth_failures++;
+    return reject(ErrorResponse(401, "invalid_request_error", "Incorrect API key provided.",
+                                "invalid_api_key"));
+  }
+  // 2. What they ask (validated here so that a malformed request never reaches a replica).
+  absl::StatusOr<api::CompletionRequest> req = api::ParseCompletionRequest(hreq.body, endpoint);
+  if (!req.ok()) {
+    return reject(ErrorResponse(400, "invalid_request_error", std::string(req.status().message()),
+                                "", 0, api::ErrorParam(req.status())));
+  }
+  ojson body = ojson::parse(hreq.body, nullptr, false);
+  if (!body.is_object()) {
+    return reject(ErrorResponse(400, "invalid_request_error", "the body must be a JSON object"));
+  }
+  // 3. Where it goes: unknown deployments and forbidden ones look the same (404).
+  auto table = routes.Get();
+  std::optional<RouteTarget> target = table->Resolve(req->model);
+  if (!target || !MayUse(*principal, target->deployment->name)) {
+    return reject(ErrorResponse(404, "invalid_request_error",
+                                absl::StrCat("The model '", req->model, "' does not exist"),
+                                "model_not_found", 0, "model"));
+  }
+  // 4. Quota: reserve the prompt estimate plus max_tokens now, settle with the real count later.
+  const std::string prefix_text = PrefixText(*req);
+  const int64_t max_tokens = req->max_tokens ? *req->max_tokens : opt.default_max_tokens;
+  const int64_t prompt_estimate =
+      req->prompt_is_tokens ? static_cast<int64_t>(req->prompt_tokens.size())
+                            : static_cast<int64_t>(prefix_text.size() / 4 + 1);
+  const int64_t reserve = (max_tokens * std::max<int32_t>(1, req->n)) + prompt_estimate;
+  quota::QuotaDecision qd = quotas.Admit(*principal, reserve, absl::Now());
+  if (!qd.ok) {
+    {
+      std::lock_guard lock(metrics.mu);
+      metrics.quota_rejections[std::string(quota::QuotaLimitName(qd.limit))]++;
+    }
+    return reject(ErrorResponse(
+        429, "rate_limit_exceeded",
+        absl::StrCat("Rate limit reached: ", std::string(quota::QuotaLimitLabel(qd.limit)), ". Retry after ",
+                     qd.retry_after_s, "s."),
+        "rate_limit_exceeded", static_cast<int>(std::max<int64_t>(1, qd.retry_after_s))));
+  }
+  retry_budget->RecordRequest(NowS());
+
+  // 5. Proxy.
+  const DeploymentConfig dep = *target->deployment;  // a copy: the table may be swapped
+  const std::string adapter = target->adapter;
+  const BalancerConfig& bc = opt.config.balancer;
+  auto prefix_keys = std::make_shared<std::vector<uint64_t>>(
+      PrefixKeys(prefix_text, bc.prefix_block_chars, bc.prefix_max_blocks));
+  const LimitsConfig& lim = opt.config.limits;
+  auto env = std::make_shared<ProxyEnv>();
+  env->client = client.get();
+  env->max_attempts = 1 + std::max(lim.retries, 0) + 3;  // retries, and migrations after them
+  env->stream_timeouts = {lim.upstream_connect_timeout_s, lim.upstream_first_byte_timeout_s,
+                          lim.upstream_stall_timeout_s};
+  env->unary_timeouts = {lim.upstream_connect_timeout_s, 0, lim.upstream_stall_timeout_s * 40};
+  const int64_t est_tokens = reserve;
+  env->pick = [this, dep, adapter, prefix_keys, est_tokens](const std::vector<std::string>& ex) {
+    return Pick(dep, adapter, *prefix_keys, est_tokens, ex);
+  };
+  auto breaker_held = std::make_shared<std::map<std::string, bool>>();  // per attempt: acquired
+  auto breaker_mu = std::make_shared<std::mutex>();
+  env->on_attempt_start = [this, est_tokens, breaker_held, breaker_mu](const RouteChoice& c) {
+    metrics.attempts++;
+    if (auto rt = Runtime(c.replica_id)) {
+      rt->outstanding_requests++;
+      rt->outstanding_tokens += est_tokens;
+      const bool acquired = rt->breaker.TryAcquire(NowS());
+      std::lock_guard lock(*breaker_mu);
+      (*breaker_held)[c.replica_id] = acquired;
+    }
+  };
+  env->on_attempt_end = [this, est_tokens, breaker_held, breaker_mu, dep](const RouteChoice& c,
+                                                                         AttemptResult r) {
+    const double now = NowS();
+    auto rt = Runtime(c.replica_id);
+    if (rt) {
+      rt->outstanding_requests--;
+      rt->outstanding_tokens -= est_tokens;
+      bool acquired;
+      {
+        std::lock_guard lock(*breaker_mu);
+        acquired = (*breaker_held)[c.replica_id];
+      }
+      if (acquired) {
+        if (r == AttemptResult::kCancelled) {
+          rt->breaker.Cancel();
+        } else {
+          rt->breaker.Release(r == AttemptResult::kOk || r == AttemptResult::kOverloaded, now);
+        }
+      }
+    }
+    auto od = Outliers(dep.name);
+    if (r == AttemptResult::kFailed || r == AttemptResult::kTimedOut) {
+      metrics.upstream_failures++;
+      if (od) od->RecordFailure(c.replica_id, now);
+    } else if (r == AttemptResult::kOk && od) {
+      od->RecordSuccess(c.replica_id, now);
+    }
+  };
+  env->may_retry = [this] { return retry_budget->TryRetry(NowS()); };
+  const std::string request_id = NewRequestId();
+  const bool stream = req->stream;
+  const std::string client_model = req->model;
+  auto principal_copy = std::make_shared<auth::Principal>(*principal);
+  const quota::Reservation reservation = qd.reservation;
+  env->finish = [this, request_id, principal_copy, dep, adapter, reservation, ep, stream](
+                    const ProxyOutcome& o, std::function<void()> done) {
+    UsageRecord rec;
+    rec.request_id = request_id;
+    rec.tenant = principal_copy->tenant;
+    rec.key_id = principal_copy->key_id;
+    rec.deployment = dep.name;
+    rec.adapter = adapter;
+    rec.replica = o.replica;
+    rec.provider = o.provider;
+    rec.prompt_tokens = o.prompt_tokens;
+    rec.cached_tokens = o.cached_tokens;
+    rec.completion_tokens = o.completion_tokens;
+    rec.status = o.status;
+    rec.ttft_ms = o.ttft_ms;
+    rec.duration_ms = o.duration_ms;
+    rec.time_unix_ms = absl::ToUnixMillis(absl::Now());
+    metrics.prompt_tokens += o.prompt_tokens;
+    metrics.completion_tokens += o.completion_tokens;
+    metrics.cached_tokens += o.cached_tokens;
+    metrics.retries += std::max(0, o.attempts - 1 - o.migrations);
+    metrics.migrations += o.migrations;
+    metrics.duration.Observe(o.duration_ms / 1000);
+    if (o.ttft_ms > 0) metrics.ttft.Observe(o.ttft_ms / 1000);
+    CountRequest(ep, o.status);
+    if (!o.replica.empty() && o.ttft_ms > 0) {
+      if (auto rt = Runtime(o.replica)) {
+        std::lock_guard lock(rt->mu);
+        rt->ttft.Add(o.ttft_ms, NowS());
+        if (stream && o.completion_tokens > 1) {
+          rt->itl.Add((o.duration_ms - o.ttft_ms) / static_cast<double>(o.completion_tokens - 1),
+                      NowS());
+        }
+      }
+    }
+    const bool billable = o.prompt_tokens > 0 || o.completion_tokens > 0;
+    ledger_pool->Post([this, rec, reservation, billable, done = std::move(done)] {
+      if (billable || rec.status == 200) {
+        absl::Status s = opt.ledger->Append(rec);
+        if (!s.ok()) {
+          metrics.ledger_errors++;
+          std::fprintf(stderr, "weft gateway: ledger append failed for %s: %s\n",
+                       rec.request_id.c_str(), std::string(s.message()).c_str());
+        }
+      }
+      if (billable) {
+        quotas.Settle(reservation, rec.prompt_tokens + rec.completion_tokens, absl::Now());
+      } else {
+        quotas.Release(reservation);
+      }
+      done();
+      // Structured access log: one JSON line per request.
+      ojson line = {{"ts_ms", rec.time_unix_ms}, {"request_id", rec.request_id},
+                    {"tenant", rec.tenant},      {"key_id", rec.key_id},
+                    {"deployment", rec.deployment}, {"adapter", rec.adapter},
+                    {"replica", rec.replica},    {"status", rec.status},
+                    {"prompt_tokens", rec.prompt_tokens},
+                    {"completion_tokens", rec.completion_tokens},
+                    {"ttft_ms", rec.ttft_ms},    {"duration_ms", rec.duration_ms}};
+      if (opt.access_log) std::fprintf(stderr, "%s\n", line.dump().c_str());
+    });
+  };
+
+  ProxyRequest pr;
+  pr.endpoint = endpoint;
+  pr.path = endpoint == api::Endpoint::kChatCompletions ? "/v1/chat/completions" : "/v1/completions";
+  pr.body = std::move(body);
+  pr.stream = stream;
+  pr.client_wants_usage = req->include_usage;
+  pr.client_wants_token_ids = req->return_token_ids;
+  pr.client_model = client_model;
+  pr.adapter = adapter;
+  for (const char* h : {"traceparent", "tracestate", "x-request-id"}) {
+    std::string_view v = hreq.Header(h);
+    if (!v.empty()) pr.pass_headers.emplace_back(h, std::string(v));
+  }
+  pr.pass_headers.emplace_back("x-weft-request-id", request_id);
+  ProxyCall::Start(std::move(env), std::move(pr), std::move(w));
+}
+
+std::string Gateway::Impl::RenderMetrics() {
+  std::string out;
+  auto scalar = [&](const char* name, const char* type, const char* help, double v) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                    PrometheusNumber(v), "\n");
+  };
+  {
+    std::lock_guard lock(metrics.mu);
+    absl::StrAppend(&out,
+                    "# HELP weft_gateway_requests_total Requests answered, by endpoint and status.\n"
+                    "# TYPE weft_gateway_requests_total counter\n");
+    for (const auto& [k, n] : metrics.requests) {
+      absl::StrAppend(&out, "weft_gateway_requests_total{endpoint=\"", k.first, "\",status=\"",
+                      k.second, "\"} ", n, "\n");
+    }
+    absl::StrAppend(&out,
+                    "# HELP weft_gateway_quota_rejections_total Requests refused by a quota.\n"
+                    "# TYPE weft_gateway_quota_rejections_total counter\n");
+    for (const auto& [k, n] : metrics.quota_rejections) {
+      absl::StrAppend(&out, "weft_gateway_quota_rejections_total{limit=\"", k, "\"} ", n, "\n");
+    }
+  }
+  scalar("weft_gateway_prompt_tokens_total", "counter", "Prompt tokens billed.",
+         static_cast<double>(metrics.prompt_tokens.load()));
+  scalar("weft_gateway_completion_tokens_total", "counter", "Completion tokens billed.",
+         static_cast<double>(metrics.completion_tokens.load()));
+  scalar("weft_gateway_cached_tokens_total", "counter", "Prompt tokens served from prefix caches.",
+         static_cast<double>(metrics.cached_tokens.load()));
+  scalar("weft_gateway_upstream_attempts_total", "counter", "Requests sent to replicas.",
+         static_cast<double>(metrics.attempts.load()));
+  scalar("weft_gateway_retries_total", "counter", "Attempts retried before the first byte.",
+         static_cast<double>(metrics.retries.load()));
+  scalar("weft_gateway_migrations_total", "counter", "Streams moved to another replica.",
+         static_cast<double>(metrics.migrations.load()));
+  scalar("weft_gateway_upstream_failures_total", "counter",
+         "Attempts that failed (connect, reset, stall, 5xx).",
+         static_cast<double>(metrics.upstream_failures.load()));
+  scalar("weft_gateway_auth_failures_total", "counter", "Requests with a missing or bad key.",
+         static_cast<double>(metrics.auth_failures.load()));
+  scalar("weft_gateway_ledger_errors_total", "counter", "Usage records that failed to append.",
+         static_cast<double>(metrics.ledger_errors.load()));
+  int64_t ejections = 0;
+  {
+    std::lock_guard lock(replicas_mu);
+    for (const auto& [name, od] : outliers) ejections += od->ejections_total();
+    absl::StrAppend(&out,
+                    "# HELP weft_gateway_replica_outstanding_requests Requests in flight per "
+                    "replica.\n# TYPE weft_gateway_replica_outstanding_requests gauge\n");
+    for (const auto& [id, rt] : replicas) {
+      absl::StrAppend(&out, "weft_gateway_replica_outstanding_requests{replica=\"", id, "\"} ",
+                      rt->outstanding_requests.load(), "\n");
+    }
+    absl::StrAppend(&out,
+                    "# HELP weft_gateway_replica_healthy 1 when active checks pass.\n"
+                    "# TYPE weft_gateway_replica_healthy gauge\n");
+    for (const auto& [id, rt] : replicas) {
+      std::lock_guard l2(rt->mu);
+      absl::StrAppend(&out, "weft_gateway_replica_healthy{replica=\"", id, "\"} ",
+                      rt->healthy ? 1 : 0, "\n");
+    }
+  }
+  scalar("weft_gateway_ejections_total", "counter", "Replicas ejected by outlier detection.",
+         static_cast<double>(ejections));
+  metrics.duration.Render("weft_gateway_request_duration_seconds",
+                          "Gateway receive to last byte.", &out);
+  metrics.ttft.Render("weft_gateway_ttft_seconds", "Gateway receive to first token sent.", &out);
+  return out;
+}
+
+Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Gateway::~Gateway() { Stop(0); }
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
+  if (!options.keys) return absl::InvalidArgumentError("gateway: no key store");
+  if (!options.ledger) return absl::InvalidArgumentError("gateway: no ledger");
+  auto impl = std::make_unique<Impl>();
+  impl->opt = std::move(options);
+  const GatewayConfig& c = impl->opt.config;
+  WEFT_ASSIGN_OR_RETURN(impl->balancer, MakeBalancer(c.balancer));
+  impl->retry_budget = std::make_unique<RetryBudget>(
+      RetryBudgetOptions{c.limits.retry_budget_ratio, c.limits.retry_budget_min_per_s, 10});
+  // Quota counters survive restarts: replay this month's (and the last minute's) usage.
+  const absl::Time now = absl::Now();
+  const absl::CivilSecond cs = absl::ToCivilSecond(now, absl::UTCTimeZone());
+  const absl::Time month_start =
+      absl::FromCivil(absl::CivilMonth(cs.year(), cs.month()), absl::UTCTimeZone());
+  const absl::Time since = std::min(month_start, now - absl::Minutes(2));
+  Impl* raw = impl.get();
+  WEFT_RETURN_IF_ERROR(raw->opt.ledger->ScanAll(
+      absl::ToUnixMillis(since), [raw](const UsageRecord& r) {
+        raw->quotas.Replay(r.tenant, r.key_id, r.prompt_tokens + r.completion_tokens,
+                           absl::FromUnixMillis(r.time_unix_ms));
+      }));
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+absl::Status Gateway::Start() {
+  Impl& g = *impl_;
+  const GatewayConfig& c = g.opt.config;
+  upstream::ClientOptions co;
+  co.threads = std::max(1, c.io_threads);
+  g.client = std::make_unique<upstream::UpstreamClient>(co);
+  g.ledger_pool = std::make_unique<WorkPool>(std::max(1, g.opt.ledger_threads));
+  upstream::LoadPollerOptions po;
+  po.interval_s = c.health.load_poll_interval_s;
+  po.timeouts = upstream::Timeouts{c.health.timeout_s, c.health.timeout_s, c.health.timeout_s};
+  g.poller = std::make_unique<upstream::LoadPoller>(
+      g.client.get(), po,
+      [&g](const std::string& id, absl::StatusOr<api::LoadReport> r, std::chrono::microseconds) {
+        g.OnLoadReport(id, std::move(r));
+      });
+  if (!g.opt.routes) {
+    g.opt.routes = std::make_unique<StaticRouteSource>(c.deployments, StaticRouteSourceOptions{});
+  }
+  WEFT_RETURN_IF_ERROR(
+      g.opt.routes->Start([&g](std::shared_ptr<const RouteTable> t) { g.OnRoutes(std::move(t)); }));
+  g.poller->Start();
+
+  http::ServerOptions so;
+  so.host = c.listen_host;
+  so.port = c.listen_port;
+  so.threads = std::max(1, c.io_threads);
+  so.max_body_bytes = c.limits.max_body_bytes;
+  so.header_timeout_s = c.limits.header_timeout_s;
+  so.idle_timeout_s = c.limits.idle_timeout_s;
+  so.error_response = [](int status, std::string message) {
+    return ErrorResponse(status, "invalid_request_error", std::move(message));
+  };
+  g.server = std::make_unique<http::HttpServer>(so);
+  g.server->Handle("POST", "/v1/completions",
+                   [&g](const http::Request& r, std::shared_ptr<http::ResponseWriter> w) {
+                     g.HandleCompletion(api::Endpoint::kCompletions, r, std::move(w));
+                   });
+  g.server->Handle("POST", "/v1/chat/completions",
+                   [&g](const http::Request& r, std::shared_ptr<http::ResponseWriter> w) {
+                     g.HandleCompletion(api::Endpoint::kChatCompletions, r, std::move(w));
+                   });
+  g.server->Handle("GET", "/v1/models",
+                   [&g](const http::Request& r, std::shared_ptr<http::ResponseWriter> w) {
+                     g.HandleModels(r, std::move(w));
+                   });
+  g.server->Handle("GET", "/health",
+                   [&g](const http::Request&, std::shared_ptr<http::ResponseWriter> w) {
+                     http::Response r;
+                     r.status = g.stopped.load() ? 503 : 200;
+                     r.body = g.stopped.load() ? R"({"status":"draining"})" : R"({"status":"ok"})";
+                     w->Respond(std::move(r));
+                   });
+  g.server->Handle("GET", "/metrics",
+                   [&g](const http::Request&, std::shared_ptr<http::ResponseWriter> w) {
+                     http::Response r;
+                     r.content_type = "text/plain; version=0.0.4";
+                     r.body = g.RenderMetrics();
+                     w->Respond(std::move(r));
+                   });
+#ifdef WEFT_GATEWAY_HAVE_ADMIN
+  if (!g.opt.admin_key.empty()) admin::RegisterAdminRoutes(*g.server, *g.opt.keys, g.opt.admin_key);
+#endif
+  return g.server->Start();
+}
+
+uint16_t Gateway::port() const { return impl_->server ? impl_->server->port() : 0; }
+
+void Gateway::Stop(double deadline_s) {
+  Impl& g = *impl_;
+  if (g.stopped.exchange(true)) return;
+  if (g.server) g.server->Stop(deadline_s);  // in-flight calls finish (or are cut and billed)
+  if (g.poller) g.poller->Stop();
+  if (g.opt.routes) g.opt.routes->Stop();
+  if (g.client) g.client->Shutdown();  // remaining upstream exchanges end: their calls finish
+  if (g.ledger_pool) g.ledger_pool->Stop();  // drains pending appends
+  if (g.opt.ledger) (void)g.opt.ledger->Close();
+}
+
+}  // namespace weft::gateway

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/proxy_call.h"
+
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/sse.h"
+
+namespace weft::gateway {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+uint64_t RandomSeed() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  return rng() >> 1;  // fits the int64 the engines parse
+}
+
+bool Retryable(int status) { return status == 429 || status >= 500; }
+
+AttemptResult ResultOf(const absl::Status& s) {
+  if (absl::IsCancelled(s)) return AttemptResult::kCancelled;
+  if (absl::IsDeadlineExceeded(s)) return AttemptResult::kTimedOut;
+  return AttemptResult::kFailed;
+}
+
+std::string ErrorBody(int status, std::string_view type, std::string_view message) {
+  api::ApiError e;
+  e.status = status;
+  e.type = std::string(type);
+  e.message = std::string(message);
+  return api::ErrorJson(e);
+}
+
+}  // namespace
+
+struct ProxyCall::Attempt {
+  RouteChoice choice;
+  std::shared_ptr<upstream::Exchange> exchange;
+  SseSplitter sse;
+  int status = 0;
+  std::string body;  // unary body, or the body of a non-200 answer
+  bool saw_done = false;
+  bool malformed = false;
+  std::string held_usage;  // the usage event, sent after the ledger
+  bool ended = false;      // on_attempt_end reported
+};
+
+void ProxyCall::Start(std::shared_ptr<const ProxyEnv> env, ProxyRequest request,
+                      std::shared_ptr<http::ResponseWriter> writer) {
+  auto call = std::make_shared<ProxyCall>(std::move(env), std::move(request), std::move(writer));
+  call->Begin();
+}
+
+ProxyCall::ProxyCall(std::shared_ptr<const ProxyEnv> env, ProxyRequest request,
+                     std::shared_ptr<http::ResponseWriter> writer)
+    : env_(std::move(env)),
+      req_(std::move(request)),
+      writer_(std::move(writer)),
+      start_(std::chrono::steady_clock::now()) {}
+
+double ProxyCall::MsSinceStart() const {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+      .count();
+}
+
+void ProxyCall::Begin() {
+  // Fixed seed: a resumed stream samples exactly as the uninterrupted one would have.
+  if (!req_.body.contains("seed") || req_.body["seed"].is_null()) req_.body["seed"] = RandomSeed();
+  auto self = shared_from_this();
+  writer_->OnCancel([self] { self->OnClientGone(); });
+  NextAttempt("");
+}
+
+void ProxyCall::NextAttempt(const std::string& why) {
+  std::optional<RouteChoice> choice;
+  {
+    std::unique_lock lock(mu_);
+    if (ended_) return;
+    if (client_gone_) {
+      lock.unlock();
+      return Finish(499, "client went away", nullptr);
+    }
+    const bool first = outcome_.attempts == 0;
+    if (!first && (outcome_.attempts >= env_->max_attempts ||
+                   (env_->may_retry && !env_->may_retry()))) {
+      lock.unlock();
+      return FailClient(502, "upstream_error", absl::StrCat("no replica could serve: ", why));
+    }
+    std::vector<std::string> exclude = failed_replicas_;
+    lock.unlock();
+    choice = env_->pick(exclude);
+    if (!choice && !exclude.empty()) choice = env_->pick({});  // all failed once: any healthy one
+    lock.lock();
+    if (!choice) {
+      lock.unlock();
+      return FailClient(503, "service_unavailable",
+                        why.empty() ? "no replica available" : absl::StrCat("no replica: ", why));
+    }
+    ++outcome_.attempts;
+    if (stream_started_) ++outcome_.migrations;
+  }
+  auto a = std::make_shared<Attempt>();
+  a->choice = std::move(*choice);
+  SendAttempt(std::move(a));
+}
+
+void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a) {
+  json body = req_.body;
+  if (a->choice.engine_model.empty()) {
+    if (req_.adapter.empty()) {
+      body.erase("model");
+    } else {
+      body["model"] = req_.adapter;  // an alias the engine knows
+    }
+  } else {
+    body["model"] = req_.adapter.empty() ? a->choice.engine_model
+                                         : absl::StrCat(a->choice.engine_model, ":", req_.adapter);
+  }
+  std::vector<int32_t> resume;
+  {
+    std::lock_guard lock(mu_);
+    resume = sent_tokens_;
+    current_ = a;
+  }
+  if (req_.stream) {
+    body["stream"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+    body["return_token_ids"] = true;
+    if (!resume.empty()) body["weft_resume"] = {{"tokens", resume}};
+  }
+  upstream::UpstreamRequest ur;
+  ur.method = "POST";
+  ur.target = req_.path;
+  ur.headers = req_.pass_headers;
+  ur.headers.emplace_back("Content-Type", "application/json");
+  ur.body = body.dump();
+  if (env_->on_attempt_start) env_->on_attempt_start(a->choice);
+  auto self = shared_from_this();
+  upstream::Callbacks cb;
+  cb.on_head = [self, a](int status, const upstream::Headers& h) { self->OnHead(a, status, h); };
+  cb.on_data = [self, a](std::string_view chunk) { self->OnData(a, chunk); };
+  cb.on_done = [self, a](absl::Status s) { self->OnDone(a, std::move(s)); };
+  auto ex = env_->client->Send(a->choice.target, std::move(ur), std::move(cb),
+                               req_.stream ? env_->stream_timeouts : env_->unary_timeouts);
+  bool cancel = false;
+  {
+    std::lock_guard lock(mu_);
+    a->exchange = ex;
+    cancel = client_gone_ || ended_;
+  }
+  if (cancel) ex->Cancel();
+}
+
+void ProxyCall::OnHead(const std::shared_ptr<Attempt>& a, int status, const upstream::Headers&) {
+  bool start_stream = false;
+  {
+    std::lock_guard lock(mu_);
+    if (a != current_ || ended_) return;
+    a->status = status;
+    if (status == 200 && req_.stream && !stream_started_) {
+      stream_started_ = true;
+      start_stream = true;
+    }
+  }
+  if (start_stream) writer_->StartStream(200, "text/event-stream");
+}
+
+void ProxyCall::OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk) {
+  std::string out;
+  {
+    std::lock_guard lock(mu_);
+    if (a != current_ || ended_ || a->malformed) return;
+    if (a->status != 200 || !req_.stream) {
+      // A unary body or an error answer: buffered (bounded by the upstream client's limits only
+      // for Fetch; here by this cap).
+      if (a->body.size() + chunk.size() > (64u << 20)) {
+        a->malformed = true;
+      } else {
+        a->body.append(chunk);
+      }
+      return;
+    }
+    std::vector<std::string> events;
+    if (!a->sse.Feed(chunk, &events)) {
+      a->malformed = true;
+    }
+    for (const std::string& ev : events) {
+      if (!HandleEvent(a, ev, &out)) {
+        a->malformed = true;
+        break;
+      }
+    }
+  }
+  if (!out.empty()) writer_->Write(std::move(out));
+  bool cancel = false;
+  {
+    std::lock_guard lock(mu_);
+    cancel = a->malformed && a == current_;
+  }
+  if (cancel && a->exchange) a->exchange->Cancel();  // OnDone sees malformed: migrate
+}
+
+bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string& data,
+                            std::string* out) {
+  if (data == "[DONE]") {
+    a->saw_done = true;
+    return true;
+  }
+  if (a->saw_done) return true;  // nothing follows [DONE]
+  json j = json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  if (j.contains("error")) {
+    // The engine failed this request mid-stream: the client gets the error event as is.
+    absl::StrAppend(out, "data: ", data, "\n\n");
+    outcome_.error = data;
+    outcome_.status = 500;
+    return true;
+  }
+  if (j.contains("usage") && j["usage"].is_object()) {
+    const json& u = j["usage"];
+    outcome_.prompt_tokens = u.value("prompt_tokens", int64_t{0});
+    outcome_.completion_tokens = u.value("completion_tokens", int64_t{0});
+    if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object()) {
+      outcome_.cached_tokens = u["prompt_tokens_details"].value("cached_tokens", int64_t{0});
+    }
+  }
+  const json* choices = j.contains("choices") ? &j["choices"] : nullptr;
+  if (choices == nullptr || !choices->is_array()) return false;
+  if (stream_id_.empty()) {
+    stream_id_ = j.value("id", std::string());
+    stream_created_ = j.value("created", int64_t{0});
+  }
+  j["id"] = stream_id_;
+  j["created"] = stream_created_;
+  j["model"] = req_.client_model;
+  if (choices->empty()) {  // the usage chunk
+    if (req_.client_wants_usage) a->held_usage = absl::StrCat("data: ", j.dump(), "\n\n");
+    return true;
+  }
+  if (!req_.client_wants_usage) j.erase("usage");
+  json& choice = j["choices"][0];
+  if (!choice.is_object()) return false;
+  int64_t n_new = 0;
+  if (choice.contains("token_ids") && choice["token_ids"].is_array()) {
+    for (const json& t : choice["token_ids"]) {
+      if (!t.is_number_integer()) return false;
+      sent_tokens_.push_back(t.get<int32_t>());
+      ++n_new;
+    }
+  }
+  if (!req_.client_wants_token_ids) choice.erase("token_ids");
+  if (finish_sent_) return true;  // a resumed replica repeating the end: the client has it
+  if (n_new > 0) {
+    outcome_.replica = a->choice.replica_id;
+    outcome_.provider = a->choice.provider;
+    if (outcome_.ttft_ms == 0) outcome_.ttft_ms = MsSinceStart();
+  }
+  if (outcome_.migrations > 0 && choice.contains("delta") && choice["delta"].is_object()) {
+    choice["delta"].erase("role");  // the client got the role in its first chunk
+  }
+  if (choice.contains("finish_reason") && !choice["finish_reason"].is_null()) finish_sent_ = true;
+  absl::StrAppend(out, "data: ", j.dump(), "\n\n");
+  return true;
+}
+
+void ProxyCall::OnDone(const std::shared_ptr<Attempt>& a, absl::Status status) {
+  std::unique_lock lock(mu_);
+  if (a != current_ || ended_) return;
+  const bool client_gone = client_gone_;
+  const RouteChoice choice = a->choice;
+  AttemptResult result;
+  if (client_gone) {
+    result = AttemptResult::kCancelled;
+  } else if (!status.ok()) {
+    result = ResultOf(status);
+  } else if (a->malformed || (req_.stream && a->status == 200 && !a->saw_done)) {
+    result = AttemptResult::kFailed;
+  } else if (a->status == 429 || a->status == 503) {
+    result = AttemptResult::kOverloaded;
+  } else if (a->status >= 500 || (stream_started_ && a->status != 200)) {
+    result = AttemptResult::kFailed;  // (a resumed attempt must stream)
+  } else {
+    result = AttemptResult::kOk;
+  }
+  a->ended = true;
+  lock.unlock();
+  if (env_->on_attempt_end) env_->on_attempt_end(choice, result);
+  lock.lock();
+  if (ended_) return;
+
+  if (client_gone_) {
+    lock.unlock();
+    return Finish(499, "client went away", nullptr);
+  }
+  const std::string why = status.ok() ? (a->malformed ? "malformed answer"
+                                         : a->status != 200 ? absl::StrCat("status ", a->status)
+                                                            : "stream ended early")
+                                      : std::string(status.message());
+  if (result == AttemptResult::kOk) {
+    if (!req_.stream || a->status != 200) {
+      lock.unlock();
+      return HandleUnaryBody(a);
+    }
+    // A complete stream: the ledger first, then the usage chunk and [DONE].
+    std::string final_bytes = std::move(a->held_usage);
+    final_bytes.append(api::kSseDone);
+    lock.unlock();
+    auto w = writer_;
+    return Finish(outcome_.status == 0 ? 200 : outcome_.status, "",
+                  [w, final_bytes = std::move(final_bytes)]() mutable {
+                    w->Write(std::move(final_bytes));
+                    w->End();
+                  });
+  }
+  // A failed attempt: retry (nothing sent yet) or migrate (the stream goes on elsewhere).
+  if (!stream_started_ && a->status != 0 && !Retryable(a->status)) {
+    lock.unlock();
+    return HandleUnaryBody(a);
+  }
+  failed_replicas_.push_back(choice.replica_id);
+  lock.unlock();
+  NextAttempt(why);
+}
+
+void ProxyCall::HandleUnaryBody(const std::shared_ptr<Attempt>& a) {
+  // Non-streaming answers, and error answers to either kind: relayed with the client's model name.
+  std::string body = std::move(a->body);
+  const int status = a->status;
+  {
+    std::lock_guard lock(mu_);
+    if (status == 200) {
+      json j = json::parse(body, nullptr, false);
+      if (j.is_object()) {
+        if (j.contains("model")) j["model"] = req_.client_model;
+        if (j.contains("usage") && j["usage"].is_object()) {
+          const json& u = j["usage"];
+          outcome_.prompt_tokens = u.value("prompt_tokens", int64_t{0});
+          outcome_.completion_tokens = u.value("completion_tokens", int64_t{0});
+          if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object()) {
+            outcome_.cached_tokens = u["prompt_tokens_details"].value("cached_tokens", int64_t{0});
+          }
+        }
+        body = j.dump();
+      }
+      outcome_.replica = a->choice.replica_id;
+      outcome_.provider = a->choice.provider;
+      outcome_.ttft_ms = MsSinceStart();
+    }
+  }
+  auto w = writer_;
+  Finish(status, status == 200 ? "" : body, [w, status, body = std::move(body)]() mutable {
+    http::Response r;
+    r.status = status;
+    r.body = std::move(body);
+    w->Respond(std::move(r));
+  });
+}
+
+void ProxyCall::FailClient(int status, std::string type, std::string message) {
+  bool started;
+  {
+    std::lock_guard lock(mu_);
+    started = stream_started_;
+  }
+  auto w = writer_;
+  std::string body = ErrorBody(status, type, message);
+  Finish(status, message, [w, started, status, body]() mutable {
+    if (started) {
+      // The client already has a 200 head: the error travels as an event, as engines send them.
+      w->Write(absl::StrCat("data: ", body, "\n\n", std::string(api::kSseDone)));
+      w->End();
+    } else {
+      http::Response r;
+      r.status = status;
+      r.body = std::move(body);
+      if (status == 503) r.headers.emplace_back("Retry-After", "1");
+      w->Respond(std::move(r));
+    }
+  });
+}
+
+void ProxyCall::Finish(int status, std::string error, std::function<void()> deliver) {
+  ProxyOutcome outcome;
+  {
+    std::lock_guard lock(mu_);
+    if (ended_) return;
+    ended_ = true;
+    outcome_.status = status;
+    if (!error.empty()) outcome_.error = std::move(error);
+    outcome_.duration_ms = MsSinceStart();
+    if (req_.stream) {
+      // The client was sent (or, gone, was being sent) exactly these tokens.
+      outcome_.completion_tokens =
+          std::max<int64_t>(outcome_.completion_tokens, static_cast<int64_t>(sent_tokens_.size()));
+    }
+    outcome = outcome_;
+  }
+  if (!deliver) deliver = [] {};
+  if (env_->finish) {
+    env_->finish(outcome, std::move(deliver));
+  } else {
+    deliver();
+  }
+}
+
+void ProxyCall::OnClientGone() {
+  std::shared_ptr<upstream::Exchange> ex;
+  {
+    std::lock_guard lock(mu_);
+    if (ended_ || client_gone_) return;
+    client_gone_ = true;
+    if (current_) ex = current_->exchange;
+  }
+  if (ex) {
+    ex->Cancel();  // OnDone(Cancelled) finishes the call with 499
+  } else {
+    Finish(499, "client went away", nullptr);
+  }
+}
+
+}  // namespace weft::gateway
