@@ -74,9 +74,9 @@ absl::Status Ledger::Close() {
     const WalPosition before = shipper_->shipped();
     absl::StatusOr<int64_t> n = shipper_->ShipOnce();
     if (!n.ok()) {
-      const std::string msg = absl::StrCat(
-          "usage ledger: records left in the WAL at close ship on the next start: ",
-          n.status().ToString());
+      const std::string msg =
+          absl::StrCat("usage ledger: records left in the WAL at close ship on the next start: ",
+                       n.status().ToString());
       if (warn_) {
         warn_(msg);
       } else {

@@ -21,11 +21,11 @@
 namespace weft::gateway {
 
 struct LedgerOptions {
-  std::string dir{};                   // the WAL directory (created if missing)
+  std::string dir{};                     // the WAL directory (created if missing)
   std::unique_ptr<LedgerStore> store{};  // where records are shipped (required)
-  uint64_t segment_bytes = 64 << 20;   // WAL segment size
-  size_t ship_batch_records = 2000;    // records per store transaction
-  bool ship_in_background = true;      // false: records move only on Flush() (tests, tools)
+  uint64_t segment_bytes = 64 << 20;     // WAL segment size
+  size_t ship_batch_records = 2000;      // records per store transaction
+  bool ship_in_background = true;        // false: records move only on Flush() (tests, tools)
   std::function<void(std::string_view)> warn{};  // recovery and shipping warnings; default stderr
 };
 

@@ -121,12 +121,13 @@ void RunAndKill(const std::string& data, const std::string& prefix, uint32_t see
 }
 
 std::unique_ptr<Ledger> Reopen(const std::string& data) {
-  auto ledger = Ledger::Open({.dir = LedgerWalDir(data),
-                              .store = SqliteLedgerStore::Open({.path = LedgerStorePath(data)}).value(),
-                              .segment_bytes = 8 << 10,
-                              .ship_batch_records = 50,
-                              .ship_in_background = false,
-                              .warn = [](std::string_view) {}});
+  auto ledger =
+      Ledger::Open({.dir = LedgerWalDir(data),
+                    .store = SqliteLedgerStore::Open({.path = LedgerStorePath(data)}).value(),
+                    .segment_bytes = 8 << 10,
+                    .ship_batch_records = 50,
+                    .ship_in_background = false,
+                    .warn = [](std::string_view) {}});
   EXPECT_TRUE(ledger.ok()) << ledger.status();
   return ledger.ok() ? *std::move(ledger) : nullptr;
 }
@@ -160,8 +161,8 @@ TEST(LedgerCrashTest, SigkillLosesNoAcknowledgedRecordAndCountsNoneTwice) {
     ASSERT_NE(ledger, nullptr);
     const uint64_t cut = ledger->recovery().truncated_bytes;
     std::map<std::string, int> scanned;
-    ASSERT_TRUE(ledger->ScanAll(INT64_MIN, [&](const UsageRecord& r) { scanned[r.request_id]++; })
-                    .ok());
+    ASSERT_TRUE(
+        ledger->ScanAll(INT64_MIN, [&](const UsageRecord& r) { scanned[r.request_id]++; }).ok());
     ExpectEachAckedOnce(scanned, acked);
 
     ASSERT_TRUE(ledger->Flush().ok());
@@ -177,8 +178,7 @@ TEST(LedgerCrashTest, SigkillLosesNoAcknowledgedRecordAndCountsNoneTwice) {
     const auto reshipped = StoreCounts(*ledger);
     EXPECT_EQ(reshipped, shipped);
     std::printf("seed %u: %zu acknowledged, %zu stored, recovery cut %llu bytes\n", seed,
-                acked.size(), shipped.size(),
-                static_cast<unsigned long long>(cut));
+                acked.size(), shipped.size(), static_cast<unsigned long long>(cut));
   }
 }
 

@@ -58,8 +58,8 @@ std::string_view UsageGroupByName(UsageGroupBy group_by) {
 }
 
 bool ParseUsageGroupBy(std::string_view name, UsageGroupBy* out) {
-  for (UsageGroupBy by : {UsageGroupBy::kDay, UsageGroupBy::kDeployment, UsageGroupBy::kKey,
-                          UsageGroupBy::kTenant}) {
+  for (UsageGroupBy by :
+       {UsageGroupBy::kDay, UsageGroupBy::kDeployment, UsageGroupBy::kKey, UsageGroupBy::kTenant}) {
     if (name == UsageGroupByName(by)) {
       *out = by;
       return true;

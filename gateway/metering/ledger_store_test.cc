@@ -178,8 +178,10 @@ TEST_P(LedgerStoreTest, QueryMatchesTheOracleOnRandomData) {
     UsageQuery query;
     if (rng() % 2) query.tenant = absl::StrCat("t", rng() % 5);
     if (rng() % 3 == 0) query.deployment = absl::StrCat("dep-", rng() % 3);
-    if (rng() % 2) query.since_unix_ms = kDay0UnixMs + static_cast<int64_t>(rng() % (20ull * 86400000));
-    if (rng() % 2) query.until_unix_ms = query.since_unix_ms + static_cast<int64_t>(rng() % (20ull * 86400000));
+    if (rng() % 2)
+      query.since_unix_ms = kDay0UnixMs + static_cast<int64_t>(rng() % (20ull * 86400000));
+    if (rng() % 2)
+      query.until_unix_ms = query.since_unix_ms + static_cast<int64_t>(rng() % (20ull * 86400000));
     query.group_by = static_cast<UsageGroupBy>(rng() % 4);
     auto want = oracle.Query(query);
     auto got = store_->Query(query);
@@ -236,8 +238,8 @@ TEST(OpenLedgerStoreTest, Specs) {
 }
 
 TEST(UsageGroupByTest, NamesRoundTrip) {
-  for (auto by : {UsageGroupBy::kDay, UsageGroupBy::kDeployment, UsageGroupBy::kKey,
-                  UsageGroupBy::kTenant}) {
+  for (auto by :
+       {UsageGroupBy::kDay, UsageGroupBy::kDeployment, UsageGroupBy::kKey, UsageGroupBy::kTenant}) {
     UsageGroupBy back;
     ASSERT_TRUE(ParseUsageGroupBy(UsageGroupByName(by), &back));
     EXPECT_EQ(back, by);

@@ -108,11 +108,10 @@ TEST(LedgerTest, ScanAllSeesShippedAndUnshippedRecordsOnce) {
 
 TEST(LedgerTest, OpenErrors) {
   ScopedTempDir data;
-  EXPECT_EQ(Ledger::Open({.dir = data.path()}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Ledger::Open({.dir = data.path()}).status().code(), absl::StatusCode::kInvalidArgument);
   auto ledger = OpenLedger(data.path());
-  auto second = Ledger::Open({.dir = LedgerWalDir(data.path()),
-                              .store = std::make_unique<MemoryLedgerStore>()});
+  auto second = Ledger::Open(
+      {.dir = LedgerWalDir(data.path()), .store = std::make_unique<MemoryLedgerStore>()});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
 }
 

@@ -40,8 +40,8 @@ void BM_WalAppend(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) {
     const WalStats stats = g_wal->stats();
-    state.counters["records_per_fsync"] =
-        static_cast<double>(stats.records) / static_cast<double>(std::max<int64_t>(1, stats.batches));
+    state.counters["records_per_fsync"] = static_cast<double>(stats.records) /
+                                          static_cast<double>(std::max<int64_t>(1, stats.batches));
     g_wal.reset();
     g_dir.reset();
   }
@@ -52,9 +52,9 @@ void BM_LedgerAppendWithShipping(benchmark::State& state) {
   if (state.thread_index() == 0) {
     g_dir = std::make_unique<testing::ScopedTempDir>("weft-metering-bench-");
     g_ledger =
-        Ledger::Open({.dir = LedgerWalDir(g_dir->path()),
-                      .store = SqliteLedgerStore::Open({.path = LedgerStorePath(g_dir->path())})
-                                   .value()})
+        Ledger::Open(
+            {.dir = LedgerWalDir(g_dir->path()),
+             .store = SqliteLedgerStore::Open({.path = LedgerStorePath(g_dir->path())}).value()})
             .value();
   }
   for (auto _ : state) {

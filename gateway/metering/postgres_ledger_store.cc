@@ -86,7 +86,9 @@ int64_t Int(const PGresult* r, int row, int col) {
   (void)absl::SimpleAtoi(PQgetvalue(r, row, col), &v);
   return v;
 }
-double Double(const PGresult* r, int row, int col) { return std::strtod(PQgetvalue(r, row, col), nullptr); }
+double Double(const PGresult* r, int row, int col) {
+  return std::strtod(PQgetvalue(r, row, col), nullptr);
+}
 
 std::string GroupExpr(UsageGroupBy by) {
   switch (by) {
@@ -113,7 +115,8 @@ absl::StatusOr<std::unique_ptr<PostgresLedgerStore>> PostgresLedgerStore::Open(
     return absl::UnavailableError(s.message());
   }
   std::unique_ptr<PostgresLedgerStore> store(new PostgresLedgerStore(conn));
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "already exists, skipping"
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);  // "already exists, skipping"
   // Several gateways may start together: serialise schema creation (CREATE ... IF NOT EXISTS
   // races on the catalog otherwise) with a transaction-scoped advisory lock.
   WEFT_RETURN_IF_ERROR(Exec(conn, "BEGIN"));
@@ -154,8 +157,8 @@ absl::StatusOr<int64_t> PostgresLedgerStore::Insert(std::span<const UsageRecord>
         absl::StrAppend(&sql, c ? "," : "", "$", i * kColumnCount + c + 1);
       }
       sql += ")";
-      for (const std::string* s : {&r.request_id, &r.tenant, &r.key_id, &r.deployment,
-                                   &r.adapter, &r.replica, &r.provider}) {
+      for (const std::string* s : {&r.request_id, &r.tenant, &r.key_id, &r.deployment, &r.adapter,
+                                   &r.replica, &r.provider}) {
         params.values.push_back(*s);
       }
       params.values.push_back(absl::StrCat(r.prompt_tokens));
@@ -190,14 +193,15 @@ absl::StatusOr<std::vector<UsageRow>> PostgresLedgerStore::Query(const UsageQuer
   std::lock_guard lock(mu_);
   WEFT_RETURN_IF_ERROR(EnsureConnected());
   // COLLATE "C": the same bytewise order as the other stores, whatever the database locale.
-  const std::string sql = absl::StrCat(
-      "SELECT (", GroupExpr(query.group_by),
-      ") COLLATE \"C\" AS g, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
-      "COALESCE(SUM(completion_tokens), 0) FROM usage_records "
-      "WHERE time_unix_ms >= $1 AND time_unix_ms < $2 AND ($3 = '' OR tenant = $3) "
-      "AND ($4 = '' OR deployment = $4) GROUP BY 1 ORDER BY 1");
-  Params params{{absl::StrCat(query.since_unix_ms), absl::StrCat(query.until_unix_ms),
-                 query.tenant, query.deployment}};
+  const std::string sql =
+      absl::StrCat("SELECT (", GroupExpr(query.group_by),
+                   ") COLLATE \"C\" AS g, COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
+                   "COALESCE(SUM(cached_tokens), 0), "
+                   "COALESCE(SUM(completion_tokens), 0) FROM usage_records "
+                   "WHERE time_unix_ms >= $1 AND time_unix_ms < $2 AND ($3 = '' OR tenant = $3) "
+                   "AND ($4 = '' OR deployment = $4) GROUP BY 1 ORDER BY 1");
+  Params params{{absl::StrCat(query.since_unix_ms), absl::StrCat(query.until_unix_ms), query.tenant,
+                 query.deployment}};
   const std::vector<const char*> values = params.pointers();
   Result res(PQexecParams(conn_, sql.c_str(), 4, nullptr, values.data(), nullptr, nullptr, 0));
   if (!Ok(res, PGRES_TUPLES_OK)) return PgError(conn_, "query");

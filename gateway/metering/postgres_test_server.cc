@@ -91,8 +91,8 @@ absl::StatusOr<PostgresTestServer*> PostgresTestServer::Start() {
     return absl::UnavailableError(absl::StrCat("initdb failed: ", Tail(log)));
   }
   // Unix socket only, in our own directory; fsync off: a test server needs no durability.
-  const std::string opts = absl::StrCat("-k ", server->base_,
-                                        " -c listen_addresses= -p 5432 -c fsync=off");
+  const std::string opts =
+      absl::StrCat("-k ", server->base_, " -c listen_addresses= -p 5432 -c fsync=off");
   if (RunAs({server->bin_ + "/pg_ctl", "-D", server->data_, "-l", server->base_ + "/server.log",
              "-w", "-t", "60", "-o", opts, "start"},
             server->uid_, server->gid_, log) != 0) {

@@ -93,8 +93,7 @@ absl::StatusOr<std::unique_ptr<Shipper>> Shipper::Open(Wal* wal, LedgerStore* st
                                  "records it already has)"));
     } else if (cp > end) {
       shipper->Warn(absl::StrCat(shipper->checkpoint_path_, " points past the WAL's end (",
-                                 PosText(cp), " > ", PosText(end),
-                                 "); re-shipping the whole WAL"));
+                                 PosText(cp), " > ", PosText(end), "); re-shipping the whole WAL"));
     } else {
       pos = std::max(cp, start);
     }
@@ -106,8 +105,9 @@ absl::StatusOr<std::unique_ptr<Shipper>> Shipper::Open(Wal* wal, LedgerStore* st
 }
 
 absl::Status Shipper::WriteCheckpoint(WalPosition pos) {
-  return WriteFileDurably(wal_->dir(), checkpoint_path_,
-                          absl::StrCat(kCheckpointMagic, " v1 ", pos.segment, " ", pos.offset, "\n"));
+  return WriteFileDurably(
+      wal_->dir(), checkpoint_path_,
+      absl::StrCat(kCheckpointMagic, " v1 ", pos.segment, " ", pos.offset, "\n"));
 }
 
 absl::StatusOr<int64_t> Shipper::ShipOnce() {
@@ -189,8 +189,8 @@ void Shipper::Run() {
       continue;
     }
     // The store (or the disk) failed: the records wait in the WAL. Warn once per distinct error.
-    const std::string warning = absl::StrCat("usage ledger shipping failed, will retry: ",
-                                             shipped.status().ToString());
+    const std::string warning =
+        absl::StrCat("usage ledger shipping failed, will retry: ", shipped.status().ToString());
     if (warning != last_warning) Warn(warning);
     last_warning = warning;
     backoff = std::min(options_.retry_max, std::max(options_.retry_initial, backoff * 2));
@@ -222,14 +222,15 @@ absl::Status Shipper::Flush(absl::Duration timeout) {
     cv_.notify_all();
     if (deadline == absl::InfiniteFuture()) {
       cv_.wait(lock);
-    } else if (cv_.wait_for(lock, absl::ToChronoMilliseconds(std::max(
-                                      absl::ZeroDuration(), deadline - absl::Now()))) ==
+    } else if (cv_.wait_for(lock, absl::ToChronoMilliseconds(
+                                      std::max(absl::ZeroDuration(), deadline - absl::Now()))) ==
                    std::cv_status::timeout &&
                shipped_ < target) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "usage ledger not flushed to the store in time (shipped ", PosText(shipped_), " of ",
-          PosText(target), ")",
-          last_error_.ok() ? std::string() : absl::StrCat("; last error: ", last_error_.ToString())));
+      return absl::DeadlineExceededError(
+          absl::StrCat("usage ledger not flushed to the store in time (shipped ", PosText(shipped_),
+                       " of ", PosText(target), ")",
+                       last_error_.ok() ? std::string()
+                                        : absl::StrCat("; last error: ", last_error_.ToString())));
     }
   }
   return absl::OkStatus();

@@ -24,7 +24,7 @@
 namespace weft::gateway {
 
 struct ShipperOptions {
-  size_t max_batch_records = 2000;  // records per store transaction
+  size_t max_batch_records = 2000;                        // records per store transaction
   absl::Duration retry_initial = absl::Milliseconds(50);  // backoff after a store error...
   absl::Duration retry_max = absl::Seconds(5);            // ...doubling up to this
   std::function<void(std::string_view)> warn{};           // default: stderr

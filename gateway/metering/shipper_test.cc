@@ -148,7 +148,7 @@ TEST(ShipperTest, ReshippingAfterCommitWithoutCheckpointCreatesNoDuplicates) {
   auto shipper = f.OpenShipper(/*batch=*/10);
   f.store.fail_after = 1;
   EXPECT_FALSE(shipper->ShipOnce().ok());
-  EXPECT_EQ(f.store.inner.size(), 10u);  // committed
+  EXPECT_EQ(f.store.inner.size(), 10u);           // committed
   EXPECT_EQ(shipper->shipped(), f.wal->Start());  // but not checkpointed
   ASSERT_TRUE(shipper->Flush().ok());
   f.ExpectStoreHolds(30);

@@ -90,8 +90,8 @@ SqliteLedgerStore::~SqliteLedgerStore() { sqlite3_close(db_); }
 
 absl::Status SqliteLedgerStore::Error(std::string_view what) const {
   const int code = sqlite3_errcode(db_);
-  std::string msg = absl::StrCat("usage ledger store (sqlite): ", std::string(what), ": ",
-                                 sqlite3_errmsg(db_));
+  std::string msg =
+      absl::StrCat("usage ledger store (sqlite): ", std::string(what), ": ", sqlite3_errmsg(db_));
   if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return absl::UnavailableError(msg);
   return absl::InternalError(msg);
 }
@@ -174,9 +174,9 @@ absl::StatusOr<std::vector<UsageRow>> SqliteLedgerStore::Query(const UsageQuery&
 absl::Status SqliteLedgerStore::Scan(int64_t since_unix_ms,
                                      const std::function<void(const UsageRecord&)>& fn) {
   std::lock_guard lock(mu_);
-  const std::string sql =
-      absl::StrCat("SELECT ", kColumns,
-                   " FROM usage_records WHERE time_unix_ms >= ?1 ORDER BY time_unix_ms, request_id");
+  const std::string sql = absl::StrCat(
+      "SELECT ", kColumns,
+      " FROM usage_records WHERE time_unix_ms >= ?1 ORDER BY time_unix_ms, request_id");
   Stmt st;
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st.s, nullptr) != SQLITE_OK) {
     return Error("prepare scan");

@@ -29,9 +29,10 @@ CommandRun Usage(std::vector<std::string> args) {
 
 // A gateway data dir whose ledger holds records 0..n-1, all shipped.
 void WriteLedger(const std::string& data, int n) {
-  auto ledger = Ledger::Open({.dir = LedgerWalDir(data),
-                              .store = SqliteLedgerStore::Open({.path = LedgerStorePath(data)}).value()})
-                    .value();
+  auto ledger =
+      Ledger::Open({.dir = LedgerWalDir(data),
+                    .store = SqliteLedgerStore::Open({.path = LedgerStorePath(data)}).value()})
+          .value();
   for (int i = 0; i < n; ++i) ASSERT_TRUE(ledger->Append(TestRecord(i)).ok());
   ASSERT_TRUE(ledger->Close().ok());
 }
@@ -51,7 +52,7 @@ TEST(UsageCommandTest, FiltersGroupingAndJson) {
   ScopedTempDir data;
   WriteLedger(data.path(), 12);
   CommandRun r = Usage({"--data=" + data.path(), "--tenant", "tenant1", "--since", "2024-05-02",
-                 "--until", "2024-05-03", "--by", "deployment", "--json"});
+                        "--until", "2024-05-03", "--by", "deployment", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["group_by"], "deployment");
@@ -122,7 +123,7 @@ TEST(UsageCommandTest, StoreSpecOverride) {
   ScopedTempDir data;
   WriteLedger(data.path(), 4);
   const CommandRun r = Usage({"--data", data / "elsewhere", "--store", LedgerStorePath(data.path()),
-                       "--by", "tenant", "--json"});
+                              "--by", "tenant", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["rows"].size(), 3u) << r.out;
 }

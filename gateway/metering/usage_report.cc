@@ -35,8 +35,8 @@ nlohmann::json Counters(const UsageRow& r) {
 std::string FormatUsageTable(std::span<const UsageRow> rows, UsageGroupBy group_by) {
   using Line = std::array<std::string, 5>;
   std::vector<Line> lines;
-  lines.push_back({absl::AsciiStrToUpper(std::string(UsageGroupByName(group_by))), "REQUESTS", "PROMPT_TOKENS",
-                   "CACHED_TOKENS", "COMPLETION_TOKENS"});
+  lines.push_back({absl::AsciiStrToUpper(std::string(UsageGroupByName(group_by))), "REQUESTS",
+                   "PROMPT_TOKENS", "CACHED_TOKENS", "COMPLETION_TOKENS"});
   auto add = [&](const UsageRow& r, std::string group) {
     lines.push_back({std::move(group), absl::StrCat(r.requests), absl::StrCat(r.prompt_tokens),
                      absl::StrCat(r.cached_tokens), absl::StrCat(r.completion_tokens)});

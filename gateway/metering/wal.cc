@@ -72,7 +72,8 @@ absl::Status PreadFull(int fd, char* out, size_t n, uint64_t offset, const std::
     const ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return Errno("read", path);
-    if (got == 0) return absl::DataLossError(absl::StrCat(path, " is shorter than its durable size"));
+    if (got == 0)
+      return absl::DataLossError(absl::StrCat(path, " is shorter than its durable size"));
     out += got;
     n -= static_cast<size_t>(got);
     offset += static_cast<uint64_t>(got);
@@ -103,7 +104,8 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(WalOptions options) {
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("create WAL directory ", options.dir, ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("create WAL directory ", options.dir, ": ", ec.message()));
   }
   std::unique_ptr<Wal> wal(new Wal(std::move(options)));
   const std::string lock_path = wal->options_.dir + "/LOCK";
@@ -111,9 +113,9 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(WalOptions options) {
   if (wal->lock_fd_ < 0) return Errno("open", lock_path);
   if (::flock(wal->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "ledger WAL directory ", wal->options_.dir, " is in use by another ledger (", lock_path,
-          " is locked)"));
+      return absl::FailedPreconditionError(absl::StrCat("ledger WAL directory ", wal->options_.dir,
+                                                        " is in use by another ledger (", lock_path,
+                                                        " is locked)"));
     }
     return Errno("flock", lock_path);
   }
@@ -146,7 +148,8 @@ absl::Status Wal::Recover() {
       case SegmentRecovery::Action::kCorrupt:
         return absl::DataLossError(absl::StrCat(
             "usage ledger WAL segment ", path, ": ", plan.message, ". Records before offset ",
-            scan.valid_end, " are intact; the gateway will not guess past damaged billing data. "
+            scan.valid_end,
+            " are intact; the gateway will not guess past damaged billing data. "
             "Copy the segment away for inspection and remove it (or repair it) to continue."));
       case SegmentRecovery::Action::kTruncate: {
         if (::truncate(path.c_str(), static_cast<off_t>(plan.truncate_to)) != 0) {
@@ -356,10 +359,9 @@ absl::StatusOr<WalReadResult> Wal::Read(WalPosition from, size_t max_records) co
     const bool cut_by_chunk =
         scan.stop == SegmentScan::Stop::kIncomplete && pos.offset + chunk.size() < size;
     if ((scan.stop != SegmentScan::Stop::kEnd && !cut_by_chunk) || scan.valid_end == 0) {
-      return absl::DataLossError(absl::StrCat("usage ledger WAL segment ", path,
-                                              ": durable data damaged at offset ",
-                                              pos.offset + scan.valid_end, " (", scan.problem,
-                                              ")"));
+      return absl::DataLossError(
+          absl::StrCat("usage ledger WAL segment ", path, ": durable data damaged at offset ",
+                       pos.offset + scan.valid_end, " (", scan.problem, ")"));
     }
     pos.offset += scan.valid_end;
   }
@@ -396,7 +398,8 @@ absl::Status Wal::Close() {
   if (lock_fd_ < 0) return absl::OkStatus();
   closed_ = true;
   // Appends already queued finish (or fail) before the files close.
-  cv_.wait(lock, [&] { return !leader_busy_ && (durable_ticket_ == next_ticket_ || !failed_.ok()); });
+  cv_.wait(lock,
+           [&] { return !leader_busy_ && (durable_ticket_ == next_ticket_ || !failed_.ok()); });
   if (active_fd_ >= 0) ::close(active_fd_);
   active_fd_ = -1;
   ::close(lock_fd_);  // releases the flock

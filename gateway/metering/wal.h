@@ -33,17 +33,17 @@ struct WalPosition {
 };
 
 struct WalOptions {
-  std::string dir{};                       // created if missing
-  uint64_t segment_bytes = 64 << 20;       // a new segment starts once this would be exceeded
-  uint64_t max_batch_bytes = 256 << 10;    // most bytes one group commit writes; this is also
-                                           // the torn-tail window recovery allows (keep it fixed)
+  std::string dir{};                     // created if missing
+  uint64_t segment_bytes = 64 << 20;     // a new segment starts once this would be exceeded
+  uint64_t max_batch_bytes = 256 << 10;  // most bytes one group commit writes; this is also
+                                         // the torn-tail window recovery allows (keep it fixed)
   std::function<void(std::string_view)> warn{};  // recovery warnings; default: stderr
 };
 
 // What Open() found and repaired.
 struct WalRecoveryReport {
-  int segments = 0;           // segment files found
-  int64_t records = 0;        // valid records in them
+  int segments = 0;     // segment files found
+  int64_t records = 0;  // valid records in them
   uint64_t truncated_bytes = 0;
   std::string truncated_segment;  // path of the segment cut at a torn tail, "" if none
 };
@@ -117,14 +117,14 @@ class Wal {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::string pending_;                   // encoded frames not yet handed to a leader
-  std::deque<uint64_t> pending_sizes_;    // frame sizes in pending_, oldest first
-  uint64_t next_ticket_ = 0;              // tickets issued to appenders, in pending_ order
-  uint64_t durable_ticket_ = 0;           // every ticket <= this is durable
+  std::string pending_;                 // encoded frames not yet handed to a leader
+  std::deque<uint64_t> pending_sizes_;  // frame sizes in pending_, oldest first
+  uint64_t next_ticket_ = 0;            // tickets issued to appenders, in pending_ order
+  uint64_t durable_ticket_ = 0;         // every ticket <= this is durable
   WalStats stats_;
   bool leader_busy_ = false;
   bool closed_ = false;
-  absl::Status failed_;                   // sticky write/fdatasync failure
+  absl::Status failed_;                    // sticky write/fdatasync failure
   std::map<uint64_t, uint64_t> segments_;  // seq -> durable size
   WalPosition durable_end_;
   std::shared_ptr<std::function<void()>> listener_;

@@ -17,7 +17,8 @@ void PutU32(uint32_t v, std::string& out) {
 }
 uint32_t GetU32(const char* p) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
   return v;
 }
 
@@ -78,7 +79,8 @@ class Reader {
   bool Double(double& d) {
     if (s_.size() < 8) return false;
     uint64_t bits = 0;
-    for (int i = 0; i < 8; ++i) bits |= static_cast<uint64_t>(static_cast<unsigned char>(s_[i])) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      bits |= static_cast<uint64_t>(static_cast<unsigned char>(s_[i])) << (8 * i);
     s_.remove_prefix(8);
     d = std::bit_cast<double>(bits);
     return true;
@@ -112,13 +114,13 @@ FrameCheck CheckFrame(std::string_view bytes, uint64_t offset, SegmentScan::Fram
   }
   if (left < kWalFrameHeaderBytes + len) {
     if (problem) {
-      *problem = absl::StrCat("frame of ", len, " payload bytes cut after ",
-                              left - kWalFrameHeaderBytes);
+      *problem =
+          absl::StrCat("frame of ", len, " payload bytes cut after ", left - kWalFrameHeaderBytes);
     }
     return FrameCheck::kIncomplete;
   }
-  const uint32_t crc = Crc32c(std::string_view(p + kWalFrameHeaderBytes, len),
-                              Crc32c(std::string_view(p, 4)));
+  const uint32_t crc =
+      Crc32c(std::string_view(p + kWalFrameHeaderBytes, len), Crc32c(std::string_view(p, 4)));
   if (crc != GetU32(p + 4)) {
     if (problem) *problem = "checksum mismatch";
     return FrameCheck::kCorrupt;
@@ -136,11 +138,11 @@ FrameCheck CheckFrame(std::string_view bytes, uint64_t offset, SegmentScan::Fram
 
 std::string EncodeUsageRecord(const UsageRecord& r) {
   std::string out;
-  out.reserve(64 + r.request_id.size() + r.tenant.size() + r.key_id.size() +
-              r.deployment.size() + r.adapter.size() + r.replica.size() + r.provider.size());
+  out.reserve(64 + r.request_id.size() + r.tenant.size() + r.key_id.size() + r.deployment.size() +
+              r.adapter.size() + r.replica.size() + r.provider.size());
   out.push_back(static_cast<char>(kPayloadVersion));
-  for (const std::string* s : {&r.request_id, &r.tenant, &r.key_id, &r.deployment, &r.adapter,
-                               &r.replica, &r.provider}) {
+  for (const std::string* s :
+       {&r.request_id, &r.tenant, &r.key_id, &r.deployment, &r.adapter, &r.replica, &r.provider}) {
     PutString(*s, out);
   }
   PutSigned(r.prompt_tokens, out);
@@ -162,8 +164,8 @@ absl::StatusOr<UsageRecord> DecodeUsageRecord(std::string_view payload) {
   }
   UsageRecord r;
   bool ok = true;
-  for (std::string* s : {&r.request_id, &r.tenant, &r.key_id, &r.deployment, &r.adapter,
-                         &r.replica, &r.provider}) {
+  for (std::string* s :
+       {&r.request_id, &r.tenant, &r.key_id, &r.deployment, &r.adapter, &r.replica, &r.provider}) {
     ok = ok && in.String(*s);
   }
   ok = ok && in.Signed(r.prompt_tokens) && in.Signed(r.cached_tokens) &&
@@ -227,26 +229,25 @@ SegmentRecovery PlanSegmentRecovery(const SegmentScan& scan, uint64_t size, bool
     plan.message = absl::StrCat(
         "corruption at offset ", scan.valid_end, " of a sealed segment (", scan.problem, "); ",
         damaged, " bytes after it",
-        scan.next_valid_offset ? absl::StrCat(", valid records resume at offset ",
-                                              *scan.next_valid_offset)
-                               : std::string(", no valid record after it"));
+        scan.next_valid_offset
+            ? absl::StrCat(", valid records resume at offset ", *scan.next_valid_offset)
+            : std::string(", no valid record after it"));
     return plan;
   }
   if (scan.next_valid_offset.has_value() && damaged > tail_window) {
     plan.action = SegmentRecovery::Action::kCorrupt;
-    plan.message = absl::StrCat("corruption at offset ", scan.valid_end, " (", scan.problem,
-                                ") with valid records after it at offset ",
-                                *scan.next_valid_offset, ", ", damaged - tail_window,
-                                " bytes beyond the last write batch: not a torn write");
+    plan.message =
+        absl::StrCat("corruption at offset ", scan.valid_end, " (", scan.problem,
+                     ") with valid records after it at offset ", *scan.next_valid_offset, ", ",
+                     damaged - tail_window, " bytes beyond the last write batch: not a torn write");
     return plan;
   }
   plan.action = SegmentRecovery::Action::kTruncate;
   plan.truncate_to = scan.valid_end;
-  plan.message = absl::StrCat("torn tail at offset ", scan.valid_end, " (", scan.problem,
-                              "): truncating ", damaged, " bytes",
-                              scan.next_valid_offset
-                                  ? " (valid-looking frames inside were never acknowledged)"
-                                  : "");
+  plan.message = absl::StrCat(
+      "torn tail at offset ", scan.valid_end, " (", scan.problem, "): truncating ", damaged,
+      " bytes",
+      scan.next_valid_offset ? " (valid-looking frames inside were never acknowledged)" : "");
   return plan;
 }
 

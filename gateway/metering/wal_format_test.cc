@@ -15,7 +15,7 @@ using testing::TestRecord;
 
 TEST(Crc32cTest, KnownVectors) {
   EXPECT_EQ(Crc32c(""), 0u);
-  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);  // the standard check value
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);            // the standard check value
   EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);  // RFC 3720 B.4
   EXPECT_EQ(Crc32c(std::string(32, '\xff')), 0x62A8AB43u);
   // Incremental equals one-shot, across the 8-byte steps of the hardware path.

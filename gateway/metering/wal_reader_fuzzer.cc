@@ -7,9 +7,9 @@
 // are framed and then damaged (cut, bit flip, inserted bytes), since random bytes almost never
 // pass a CRC; this reaches the resynchronisation and recovery paths without a seed corpus.
 // wal_format.cc and crc32c.cc are compiled into this target so libFuzzer sees their coverage.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -109,7 +109,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (bool last : {false, true}) {
     for (uint64_t window : {uint64_t{0}, kWalMaxFrameBytes, uint64_t{1} << 20}) {
       const SegmentRecovery plan = PlanSegmentRecovery(scan, size, last, window);
-      if (scan.stop == SegmentScan::Stop::kEnd) Check(plan.action == SegmentRecovery::Action::kKeep);
+      if (scan.stop == SegmentScan::Stop::kEnd)
+        Check(plan.action == SegmentRecovery::Action::kKeep);
       if (plan.action == SegmentRecovery::Action::kTruncate) {
         Check(last && plan.truncate_to == scan.valid_end);
         // What survives truncation scans clean.

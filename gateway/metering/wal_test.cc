@@ -29,9 +29,8 @@ struct Warnings {
 
 std::unique_ptr<Wal> OpenWal(const std::string& dir, Warnings* warnings = nullptr,
                              uint64_t segment_bytes = 64 << 20) {
-  auto wal = Wal::Open({.dir = dir,
-                        .segment_bytes = segment_bytes,
-                        .warn = warnings ? warnings->sink() : nullptr});
+  auto wal = Wal::Open(
+      {.dir = dir, .segment_bytes = segment_bytes, .warn = warnings ? warnings->sink() : nullptr});
   EXPECT_TRUE(wal.ok()) << wal.status();
   return wal.ok() ? *std::move(wal) : nullptr;
 }
@@ -256,10 +255,9 @@ TEST(WalTest, RejectsBadRecordsAndUseAfterClose) {
   huge.deployment = std::string(100 << 10, 'd');
   EXPECT_EQ(wal->Append(huge).code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(wal->Append(TestRecord(2)).ok());  // still usable
-  EXPECT_EQ(wal->Read({wal->DurableEnd().segment, wal->DurableEnd().offset + 1}, 10)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      wal->Read({wal->DurableEnd().segment, wal->DurableEnd().offset + 1}, 10).status().code(),
+      absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(wal->Close().ok());
   EXPECT_EQ(wal->Append(TestRecord(3)).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(wal->Close().ok());
