@@ -62,12 +62,12 @@ void ExpectWindowsWithin(const std::vector<std::pair<int64_t, int64_t>>& events,
 }
 
 TEST(QuotaTrackerSimulationTest, RequestRatesHoldOverLongRuns) {
-  for (uint64_t seed = 0; seed < 40; ++seed) {
+  for (uint64_t seed = 0; seed < 30; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     std::mt19937_64 rng(seed);
     QuotaTracker q;
     const absl::Time t0 = Utc(2025, 5, 1) + absl::Seconds(Uniform(rng, 0, 86400 * 20));
-    const int64_t tenant_rpm = Uniform(rng, 1, 600);
+    const int64_t tenant_rpm = Uniform(rng, 1, 300);
     const int n_keys = static_cast<int>(Uniform(rng, 1, 4));
     const bool key_limits = seed % 2 == 1;
     std::vector<Principal> keys;
@@ -81,7 +81,7 @@ TEST(QuotaTrackerSimulationTest, RequestRatesHoldOverLongRuns) {
       }
       keys.push_back(p);
     }
-    const int64_t duration_ms = 2 * 3600 * 1000;
+    const int64_t duration_ms = 3600 * 1000;
     const double overload = 1.5 + static_cast<double>(Uniform(rng, 0, 35)) / 10;  // 1.5x .. 5x
     const double mean_gap_ms = 60000.0 / (tenant_rpm * overload);
     std::vector<std::pair<int64_t, int64_t>> tenant_admits;
@@ -217,7 +217,7 @@ TEST(QuotaTrackerSimulationTest, RetryAfterIsTheEarliestWholeSecond) {
 }
 
 TEST(QuotaTrackerSimulationTest, MonthlyBudgetsAcrossMonthBoundaries) {
-  for (uint64_t seed = 0; seed < 30; ++seed) {
+  for (uint64_t seed = 0; seed < 20; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     std::mt19937_64 rng(seed);
     QuotaTracker q;
@@ -251,7 +251,7 @@ TEST(QuotaTrackerSimulationTest, MonthlyBudgetsAcrossMonthBoundaries) {
       }
     };
     // ~3 months, a request every few minutes, each running up to 2 hours.
-    for (int64_t t = 0; t < int64_t{95} * 86400 * 1000; t += ExpMs(rng, 4 * 60'000.0)) {
+    for (int64_t t = 0; t < int64_t{95} * 86400 * 1000; t += ExpMs(rng, 6 * 60'000.0)) {
       settle_until(t);
       const int64_t reserve = Uniform(rng, 1, max_reserve);
       QuotaDecision d = q.Admit(p, reserve, At(t0, t));
