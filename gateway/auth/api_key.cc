@@ -36,15 +36,19 @@ const EVP_MD* Sha256() {
 }
 
 std::array<uint8_t, 32> Sha256Of(std::string_view a, std::string_view b) {
+  // One digest context per thread, reused: allocating one per call costs more than the digest.
+  struct Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Ctx t;
+  WEFT_CHECK(t.ctx != nullptr);
   std::array<uint8_t, 32> out{};
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  WEFT_CHECK(ctx != nullptr);
   unsigned int len = 0;
-  bool ok = EVP_DigestInit_ex(ctx, Sha256(), nullptr) == 1 &&
-            EVP_DigestUpdate(ctx, a.data(), a.size()) == 1 &&
-            EVP_DigestUpdate(ctx, b.data(), b.size()) == 1 &&
-            EVP_DigestFinal_ex(ctx, out.data(), &len) == 1;
-  EVP_MD_CTX_free(ctx);
+  bool ok = EVP_DigestInit_ex(t.ctx, Sha256(), nullptr) == 1 &&
+            EVP_DigestUpdate(t.ctx, a.data(), a.size()) == 1 &&
+            EVP_DigestUpdate(t.ctx, b.data(), b.size()) == 1 &&
+            EVP_DigestFinal_ex(t.ctx, out.data(), &len) == 1;
   WEFT_CHECK(ok && len == out.size());
   return out;
 }
