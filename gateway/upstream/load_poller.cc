@@ -178,8 +178,9 @@ void LoadPoller::Report(const std::string& id, uint64_t generation,
       it->second.in_flight = false;
       it->second.exchange.reset();
     }
+    // Under the lock: once it is released, Stop() may return and the poller be destroyed.
+    cv_.notify_all();
   }
-  cv_.notify_all();
 }
 
 }  // namespace weft::gateway::upstream

@@ -127,6 +127,10 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   // freed (and a waiter may open a connection in it).
   void Release(const std::string& key, std::optional<tcp::socket> socket, bool reusable);
   void RemoveWaiter(const std::string& key, ExchangeImpl* ex);
+  void CountConnect(const std::string& key) {
+    std::lock_guard lock(mu);
+    if (auto it = pools.find(key); it != pools.end()) ++it->second.connects;
+  }
   bool Register(const std::shared_ptr<ExchangeImpl>& ex);
   void Unregister(ExchangeImpl* ex) {
     std::lock_guard lock(mu);
@@ -238,7 +242,6 @@ UpstreamClient::Core::AcquireResult UpstreamClient::Core::Acquire(
   }
   if (pool.total < options.max_total_per_host) {
     ++pool.total;
-    ++pool.connects;
     return AcquireResult::kGranted;
   }
   if (pool.waiters.size() >= options.max_pending_per_host) return AcquireResult::kFull;
@@ -281,7 +284,6 @@ void UpstreamClient::Core::Release(const std::string& key, std::optional<tcp::so
     std::shared_ptr<ExchangeImpl> waiter = std::move(pool.waiters.front());
     pool.waiters.pop_front();
     ++pool.total;
-    ++pool.connects;
     HandOff(std::move(waiter), Grant{});
   }
 }
@@ -423,6 +425,7 @@ void ExchangeImpl::OnGrant(Grant grant) {
 void ExchangeImpl::Connect() {
   phase_ = Phase::kConnecting;
   reused_ = false;
+  core_->CountConnect(key_);
   socket_.emplace(*core_->ioc);
   beast::error_code ec;
   net::ip::address address = net::ip::make_address(target_.host, ec);

@@ -39,7 +39,7 @@ double SecondsSince(Clock::time_point t) {
 }
 
 // A blocking loopback server for misbehaving upstreams: each connection runs `handler` on its own
-// thread; the socket is shut down (FIN) when the handler returns.
+// thread; the socket is closed when the handler returns.
 class RawServer {
  public:
   explicit RawServer(std::function<void(tcp::socket&)> handler)
@@ -57,8 +57,11 @@ class RawServer {
         sockets_.push_back(socket);
         threads_.emplace_back([this, socket] {
           handler_(*socket);
+          // Closed here (under mu_: the destructor may be shutting it down): a FIN, or an RST
+          // where the handler set SO_LINGER 0.
+          std::lock_guard lock(mu_);
           error_code ignored;
-          socket->shutdown(tcp::socket::shutdown_send, ignored);
+          socket->close(ignored);
         });
       }
     });
@@ -438,6 +441,49 @@ TEST_F(UpstreamClientTest, StalePooledConnectionIsRetriedTransparently) {
   EXPECT_EQ(server.connections(), 4);
 }
 
+TEST_F(UpstreamClientTest, ConnectionClosedUnderANewRequestIsRetriedOnAFreshOne) {
+  // The server answers the first request of each connection and closes the connection when the
+  // second arrives (the race of a keep-alive timeout): the pooled socket looked alive, the
+  // request fails before any response byte, and the client resends it on a new connection.
+  RawServer server([&](tcp::socket& s) {
+    if (!ReadRequestHead(s)) return;
+    WriteAll(s, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    ReadRequestHead(s);
+  });
+  UpstreamClient client;
+  Target t{"127.0.0.1", server.port()};
+  for (int i = 0; i < 3; ++i) {
+    auto r = client.Get(t, "/x", 5);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    EXPECT_EQ(r->body, "a");
+  }
+  EXPECT_EQ(server.connections(), 3);
+  EXPECT_EQ(client.Stats(t).connects, 3u);
+}
+
+TEST_F(UpstreamClientTest, CloseIdleEmptiesThePool) {
+  StartServer();
+  UpstreamClient client;
+  ASSERT_TRUE(client.Get(target_, "/small", 5).ok());
+  EXPECT_EQ(client.Stats(target_).idle, 1u);
+  client.CloseIdle(target_);
+  EXPECT_EQ(client.Stats(target_).idle, 0u);
+  EXPECT_EQ(client.Stats(target_).total, 0u);
+  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0u; }));
+  ASSERT_TRUE(client.Get(target_, "/small", 5).ok());
+  EXPECT_EQ(client.Stats(target_).connects, 2u);
+}
+
+TEST_F(UpstreamClientTest, IdleTimeoutClosesPooledConnections) {
+  StartServer();
+  ClientOptions o;
+  o.idle_timeout_s = 0.1;
+  UpstreamClient client(o);
+  ASSERT_TRUE(client.Get(target_, "/small", 5).ok());
+  EXPECT_TRUE(WaitFor([&] { return client.Stats(target_).idle == 0u; }));
+  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0u; }));
+}
+
 TEST_F(UpstreamClientTest, PoolLimitsQueueAndIdleCap) {
   StartServer(4);
   ClientOptions o;
@@ -472,7 +518,7 @@ TEST_F(UpstreamClientTest, PoolLimitsQueueAndIdleCap) {
 TEST_F(UpstreamClientTest, PendingQueueOverflowIsResourceExhausted) {
   RawServer server([](tcp::socket& s) {
     ReadRequestHead(s);
-    HoldOpen(s, 2);
+    HoldOpen(s);
   });
   ClientOptions o;
   o.max_total_per_host = 1;
@@ -481,8 +527,10 @@ TEST_F(UpstreamClientTest, PendingQueueOverflowIsResourceExhausted) {
   Target t{"127.0.0.1", server.port()};
   Recorder a, b, c;
   auto ea = client.Send(t, Get("/a"), a.Make());
+  ASSERT_TRUE(WaitFor([&] { return client.Stats(t).total == 1; }));
   auto eb = client.Send(t, Get("/b"), b.Make());
-  auto ec = client.Send(t, Get("/c"), c.Make());
+  ASSERT_TRUE(WaitFor([&] { return client.Stats(t).pending == 1; }));
+  client.Send(t, Get("/c"), c.Make());
   EXPECT_EQ(c.Wait().code(), absl::StatusCode::kResourceExhausted) << c.Wait(0);
   // The queued one times out on its connect budget if never served; cancel both instead.
   eb->Cancel();
@@ -546,8 +594,7 @@ TEST_F(UpstreamClientTest, ResetMidBodyIsUnavailable) {
     WriteAll(s, std::string(100, 'x'));
     Sleep(0.05);
     error_code ignored;
-    s.set_option(net::socket_base::linger(true, 0), ignored);
-    s.close(ignored);
+    s.set_option(net::socket_base::linger(true, 0), ignored);  // closed with an RST
   });
   UpstreamClient client;
   Recorder rec;
