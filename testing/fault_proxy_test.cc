@@ -28,7 +28,8 @@ using error_code = boost::system::error_code;
 class RawServer {
  public:
   explicit RawServer(std::function<void(tcp::socket&)> handler)
-      : handler_(std::move(handler)), acceptor_(ioc_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
+      : handler_(std::move(handler)),
+        acceptor_(ioc_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
     port_ = acceptor_.local_endpoint().port();
     accept_thread_ = std::thread([this] {
       while (true) {

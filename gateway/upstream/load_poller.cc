@@ -123,8 +123,8 @@ void LoadPoller::Poll(const std::string& id, uint64_t generation, Target target)
         if (!r.ok()) return Report(id, generation, r.status(), start);
         if (r->status != 200) {
           return Report(id, generation,
-                        absl::UnavailableError(absl::StrCat("health check of ", target.Key(),
-                                                            ": HTTP ", r->status)),
+                        absl::UnavailableError(
+                            absl::StrCat("health check of ", target.Key(), ": HTTP ", r->status)),
                         start);
         }
         if (!options_.fetch_load) {
@@ -148,8 +148,8 @@ void LoadPoller::FetchLoad(const std::string& id, uint64_t generation, Target ta
         if (!r.ok()) return Report(id, generation, r.status(), start);
         if (r->status != 200) {
           return Report(id, generation,
-                        absl::UnavailableError(absl::StrCat("GET ", key, options_.load_path,
-                                                            ": HTTP ", r->status)),
+                        absl::UnavailableError(
+                            absl::StrCat("GET ", key, options_.load_path, ": HTTP ", r->status)),
                         start);
         }
         Report(id, generation, api::ParseLoadReport(r->body), start);

@@ -41,9 +41,9 @@ struct LoadPollerOptions {
 
 // replica id, the report (or why there is none), and the poll's latency (start of the poll to its
 // end, both requests).
-using LoadReportFn = std::function<void(const std::string& replica_id,
-                                        absl::StatusOr<api::LoadReport> report,
-                                        std::chrono::microseconds latency)>;
+using LoadReportFn =
+    std::function<void(const std::string& replica_id, absl::StatusOr<api::LoadReport> report,
+                       std::chrono::microseconds latency)>;
 
 class LoadPoller {
  public:

@@ -47,10 +47,17 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) and the framing headers the client sets itself.
 bool IsHopByHop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-      "te",         "trailer",    "transfer-encoding", "upgrade",           "content-length",
-      "host"};
+  static constexpr std::string_view kNames[] = {"connection",
+                                                "keep-alive",
+                                                "proxy-connection",
+                                                "proxy-authenticate",
+                                                "proxy-authorization",
+                                                "te",
+                                                "trailer",
+                                                "transfer-encoding",
+                                                "upgrade",
+                                                "content-length",
+                                                "host"};
   for (std::string_view n : kNames) {
     if (EqualsIgnoreCase(name, n)) return true;
   }
@@ -116,9 +123,9 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   net::steady_timer sweep_timer;  // on sweep_strand
 
   mutable std::mutex mu;
-  bool stopping = false;                                                   // guarded by mu
-  std::unordered_map<std::string, Pool> pools;                             // guarded by mu
-  std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;    // guarded by mu
+  bool stopping = false;                                                // guarded by mu
+  std::unordered_map<std::string, Pool> pools;                          // guarded by mu
+  std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;  // guarded by mu
 
   enum class AcquireResult { kGranted, kQueued, kFull, kStopping };
   AcquireResult Acquire(const std::string& key, const std::shared_ptr<ExchangeImpl>& ex,
@@ -360,15 +367,15 @@ void ExchangeImpl::OnTimeout() {
     case Phase::kQueued:
     case Phase::kStart:
     case Phase::kConnecting:
-      return Finish(absl::DeadlineExceededError(absl::StrCat(
-          "no connection to ", key_, " within ", Fmt(timeouts_.connect_s),
-          phase_ == Phase::kQueued ? " (connection pool full)" : "")));
+      return Finish(absl::DeadlineExceededError(
+          absl::StrCat("no connection to ", key_, " within ", Fmt(timeouts_.connect_s),
+                       phase_ == Phase::kQueued ? " (connection pool full)" : "")));
     case Phase::kWaitingHead:
-      return Finish(absl::DeadlineExceededError(absl::StrCat(
-          "no response head from ", key_, " within ", Fmt(timeouts_.first_byte_s))));
+      return Finish(absl::DeadlineExceededError(
+          absl::StrCat("no response head from ", key_, " within ", Fmt(timeouts_.first_byte_s))));
     case Phase::kBody:
-      return Finish(absl::DeadlineExceededError(absl::StrCat(
-          "upstream ", key_, " stalled: no body bytes for ", Fmt(timeouts_.stall_s))));
+      return Finish(absl::DeadlineExceededError(
+          absl::StrCat("upstream ", key_, " stalled: no body bytes for ", Fmt(timeouts_.stall_s))));
     case Phase::kDone:
       return;
   }
@@ -430,10 +437,9 @@ void ExchangeImpl::Connect() {
   beast::error_code ec;
   net::ip::address address = net::ip::make_address(target_.host, ec);
   if (!ec) {
-    socket_->async_connect(tcp::endpoint(address, target_.port),
-                           Bind([self = shared_from_this()](beast::error_code ec) {
-                             self->OnConnected(ec);
-                           }));
+    socket_->async_connect(
+        tcp::endpoint(address, target_.port),
+        Bind([self = shared_from_this()](beast::error_code ec) { self->OnConnected(ec); }));
     return;
   }
   resolver_.emplace(*core_->ioc);
@@ -485,10 +491,9 @@ void ExchangeImpl::ReadHead() {
   parser_->header_limit(static_cast<uint32_t>(core_->options.max_header_bytes));
   parser_->body_limit(boost::none);
   if (request_.method == "HEAD") parser_->skip(true);
-  bhttp::async_read_header(*socket_, buffer_, *parser_,
-                           Bind([self = shared_from_this()](beast::error_code ec, size_t) {
-                             self->OnHead(ec);
-                           }));
+  bhttp::async_read_header(
+      *socket_, buffer_, *parser_,
+      Bind([self = shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); }));
 }
 
 // A kept-alive connection the server closed while it sat in the pool fails before any byte of the
@@ -540,10 +545,9 @@ void ExchangeImpl::ReadBody() {
   body.data = body_buffer_.get();
   body.size = kBodyBufferBytes;
   body.more = true;
-  bhttp::async_read_some(*socket_, buffer_, *parser_,
-                         Bind([self = shared_from_this()](beast::error_code ec, size_t) {
-                           self->OnBody(ec);
-                         }));
+  bhttp::async_read_some(
+      *socket_, buffer_, *parser_,
+      Bind([self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); }));
 }
 
 void ExchangeImpl::OnBody(beast::error_code ec) {
@@ -566,12 +570,12 @@ absl::Status ExchangeImpl::MapError(beast::error_code ec) const {
     return absl::UnavailableError(absl::StrCat(key_, " closed the connection mid-body"));
   }
   if (ec == bhttp::error::end_of_stream || ec == net::error::eof) {
-    return absl::UnavailableError(absl::StrCat(
-        key_, " closed the connection ", in_body ? "mid-body" : "before the response head"));
+    return absl::UnavailableError(absl::StrCat(key_, " closed the connection ",
+                                               in_body ? "mid-body" : "before the response head"));
   }
   if (ec == net::error::connection_reset || ec == net::error::broken_pipe) {
-    return absl::UnavailableError(absl::StrCat(
-        key_, " reset the connection ", in_body ? "mid-body" : "before the response head"));
+    return absl::UnavailableError(absl::StrCat(key_, " reset the connection ",
+                                               in_body ? "mid-body" : "before the response head"));
   }
   if (ec == bhttp::error::header_limit) {
     return absl::UnavailableError(absl::StrCat("malformed response from ", key_,
@@ -636,8 +640,8 @@ UpstreamClient::~UpstreamClient() { Shutdown(); }
 
 std::shared_ptr<Exchange> UpstreamClient::Send(const Target& target, UpstreamRequest request,
                                                Callbacks callbacks, Timeouts timeouts) {
-  auto ex = std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{},
-                                           timeouts);
+  auto ex =
+      std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{}, timeouts);
   if (!core_->Register(ex)) {
     if (callbacks.on_done) callbacks.on_done(absl::CancelledError("upstream client shut down"));
     return ex;
@@ -650,8 +654,8 @@ std::shared_ptr<Exchange> UpstreamClient::Send(const Target& target, UpstreamReq
 std::shared_ptr<Exchange> UpstreamClient::Fetch(
     const Target& target, UpstreamRequest request,
     std::function<void(absl::StatusOr<UpstreamResponse>)> done, Timeouts timeouts) {
-  auto ex = std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{},
-                                           timeouts);
+  auto ex =
+      std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{}, timeouts);
   if (!core_->Register(ex)) {
     done(absl::CancelledError("upstream client shut down"));
     return ex;
@@ -753,9 +757,8 @@ void UpstreamClient::Shutdown() {
     }
   }
   for (auto& ex : live) {
-    net::post(ex->strand(), [ex] {
-      ex->Finish(absl::CancelledError("upstream client shutting down"));
-    });
+    net::post(ex->strand(),
+              [ex] { ex->Finish(absl::CancelledError("upstream client shutting down")); });
   }
   live.clear();
   net::post(core_->sweep_strand, [core = core_] { core->sweep_timer.cancel(); });

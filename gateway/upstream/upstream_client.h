@@ -58,9 +58,9 @@ struct UpstreamResponse {
 
 // Limits of one exchange, in seconds; <= 0 disables that limit.
 struct Timeouts {
-  double connect_s = 5;       // waiting for a pooled connection + TCP connect
-  double first_byte_s = 60;   // writing the request + receiving the response head
-  double stall_s = 30;        // mid-body: no progress for this long
+  double connect_s = 5;      // waiting for a pooled connection + TCP connect
+  double first_byte_s = 60;  // writing the request + receiving the response head
+  double stall_s = 30;       // mid-body: no progress for this long
 };
 
 // What one exchange reports. All three run on the client's I/O threads, one at a time and in this
@@ -73,8 +73,8 @@ struct Callbacks {
   std::function<void(std::string_view chunk)> on_data;
   // OK once the whole response was read. Unavailable: connect refused, reset, EOF before the end,
   // malformed HTTP ("malformed response" in the message), or a pool over its queue limit
-  // (ResourceExhausted). DeadlineExceeded: connect / first-byte / stall timeout. Cancelled: Cancel()
-  // or the client shutting down.
+  // (ResourceExhausted). DeadlineExceeded: connect / first-byte / stall timeout. Cancelled:
+  // Cancel() or the client shutting down.
   std::function<void(absl::Status status)> on_done;
 };
 
@@ -90,21 +90,22 @@ class Exchange {
 };
 
 struct ClientOptions {
-  int threads = 2;                      // I/O threads the client starts (ignored with io_context)
+  int threads = 2;  // I/O threads the client starts (ignored with io_context)
   boost::asio::io_context* io_context = nullptr;  // run by the caller instead; must outlive us
-  size_t max_idle_per_host = 64;        // kept-alive idle connections per host:port
-  size_t max_total_per_host = 1024;     // open connections (idle + busy + connecting) per host:port
-  size_t max_pending_per_host = 4096;   // requests waiting for a connection; past it ResourceExhausted
-  double idle_timeout_s = 30;           // an idle pooled connection older than this is closed
-  size_t max_header_bytes = 64 << 10;   // response head; larger: Unavailable (malformed response)
+  size_t max_idle_per_host = 64;                  // kept-alive idle connections per host:port
+  size_t max_total_per_host = 1024;  // open connections (idle + busy + connecting) per host:port
+  size_t max_pending_per_host =
+      4096;                    // requests waiting for a connection; past it ResourceExhausted
+  double idle_timeout_s = 30;  // an idle pooled connection older than this is closed
+  size_t max_header_bytes = 64 << 10;  // response head; larger: Unavailable (malformed response)
   size_t max_buffered_body_bytes = 64 << 20;  // Fetch / Get only; larger: ResourceExhausted
 };
 
 // Pool counters for one host:port (tests, metrics).
 struct PoolStats {
   size_t idle = 0;
-  size_t total = 0;    // idle + busy + connecting
-  size_t pending = 0;  // requests waiting for a connection
+  size_t total = 0;       // idle + busy + connecting
+  size_t pending = 0;     // requests waiting for a connection
   uint64_t connects = 0;  // connections opened so far
   uint64_t reuses = 0;    // requests served on a pooled connection
 };
@@ -117,10 +118,11 @@ class UpstreamClient {
   UpstreamClient(const UpstreamClient&) = delete;
   UpstreamClient& operator=(const UpstreamClient&) = delete;
 
-  // Starts one exchange and returns at once. A connection comes from the target's pool (a kept-alive
-  // one, checked for liveness first) or is opened; a pooled connection found dead before any byte of
-  // the response is replaced transparently. It returns to the pool only after a fully read response
-  // that allows keep-alive. After Shutdown, on_done(Cancelled) runs on the calling thread.
+  // Starts one exchange and returns at once. A connection comes from the target's pool (a
+  // kept-alive one, checked for liveness first) or is opened; a pooled connection found dead before
+  // any byte of the response is replaced transparently. It returns to the pool only after a fully
+  // read response that allows keep-alive. After Shutdown, on_done(Cancelled) runs on the calling
+  // thread.
   std::shared_ptr<Exchange> Send(const Target& target, UpstreamRequest request, Callbacks callbacks,
                                  Timeouts timeouts = {});
 
@@ -130,8 +132,8 @@ class UpstreamClient {
                                   std::function<void(absl::StatusOr<UpstreamResponse>)> done,
                                   Timeouts timeouts = {});
 
-  // Blocking GET (polling, tools): `timeout_s` bounds connect, first byte and each stall. Must not be
-  // called from the client's I/O threads (or a callback).
+  // Blocking GET (polling, tools): `timeout_s` bounds connect, first byte and each stall. Must not
+  // be called from the client's I/O threads (or a callback).
   absl::StatusOr<UpstreamResponse> Get(const Target& target, const std::string& path,
                                        double timeout_s = 5);
 

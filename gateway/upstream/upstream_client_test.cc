@@ -180,7 +180,8 @@ struct Recorder {
   }
   absl::Status Wait(double timeout_s = 10) {
     std::unique_lock lock(mu);
-    if (!cv.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return done.has_value(); })) {
+    if (!cv.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                     [&] { return done.has_value(); })) {
       return absl::InternalError("test: on_done never ran");
     }
     return *done;
@@ -785,8 +786,7 @@ TEST_F(UpstreamClientTest, FaultProxyStallMidStream) {
   UpstreamClient client;
   Recorder rec;
   OpenGate(0);
-  client.Send(Target{"127.0.0.1", proxy->port()}, Get("/gated"), rec.Make(),
-              Timeouts{5, 5, 0.3});
+  client.Send(Target{"127.0.0.1", proxy->port()}, Get("/gated"), rec.Make(), Timeouts{5, 5, 0.3});
   {
     std::unique_lock lock(rec.mu);
     ASSERT_TRUE(rec.cv.wait_for(lock, std::chrono::seconds(5), [&] { return !rec.body.empty(); }));
