@@ -80,7 +80,9 @@ class MapReader {
     if (!node.IsMap())
       return ctx.Error(node, r.path_.empty() ? "(top)" : r.path_, "expected a mapping");
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // Copies: the iterator's pair is a temporary (handles are cheap to copy).
+      YAML::Node key = it->first;
+      YAML::Node value = it->second;
       if (!key.IsScalar()) return ctx.Error(key, r.path_, "keys must be plain strings");
       std::string name = key.Scalar();
       bool ok = false;
@@ -93,8 +95,8 @@ class MapReader {
       for (const auto& [seen, unused] : r.fields_) {
         if (seen == name) return ctx.Error(key, Join(r.path_, name), "duplicate field");
       }
-      ctx.Remember(Join(r.path_, name), it->second);
-      r.fields_.emplace_back(std::move(name), it->second);
+      ctx.Remember(Join(r.path_, name), value);
+      r.fields_.emplace_back(std::move(name), value);
     }
     return r;
   }
@@ -465,14 +467,16 @@ absl::Status ReadDeployments(Ctx& ctx, const MapReader& top, GatewayConfig* c) {
   if (!n->IsMap()) return ctx.Error(*n, "deployments", "expected a mapping name -> deployment");
   std::set<std::string> names;
   for (auto it = n->begin(); it != n->end(); ++it) {
-    if (!it->first.IsScalar()) return ctx.Error(it->first, "deployments", "names must be strings");
+    YAML::Node key = it->first;
+    YAML::Node value = it->second;
+    if (!key.IsScalar()) return ctx.Error(key, "deployments", "names must be strings");
     DeploymentConfig d;
-    d.name = it->first.Scalar();
+    d.name = key.Scalar();
     std::string path = Join("deployments", d.name);
-    if (!names.insert(d.name).second) return ctx.Error(it->first, path, "duplicate deployment");
-    ctx.Remember(path, it->first);
+    if (!names.insert(d.name).second) return ctx.Error(key, path, "duplicate deployment");
+    ctx.Remember(path, key);
     WEFT_ASSIGN_OR_RETURN(MapReader m,
-                          MapReader::Open(ctx, it->second, path,
+                          MapReader::Open(ctx, value, path,
                                           {"replicas", "adapters", "aliases", "preferred_providers",
                                            "preferred_regions"}));
     if (const YAML::Node* rs = m.Get("replicas")) {
@@ -493,14 +497,16 @@ absl::Status ReadDeployments(Ctx& ctx, const MapReader& top, GatewayConfig* c) {
     if (const YAML::Node* as = m.Get("aliases")) {
       if (!as->IsMap()) return ctx.Error(*as, m.Path("aliases"), "expected alias: adapter pairs");
       for (auto a = as->begin(); a != as->end(); ++a) {
-        if (!a->first.IsScalar() || !(a->second.IsScalar() || a->second.IsNull())) {
-          return ctx.Error(a->first, m.Path("aliases"), "expected alias: adapter pairs");
+        YAML::Node alias = a->first;
+        YAML::Node adapter = a->second;
+        if (!alias.IsScalar() || !(adapter.IsScalar() || adapter.IsNull())) {
+          return ctx.Error(alias, m.Path("aliases"), "expected alias: adapter pairs");
         }
-        std::string apath = Join(m.Path("aliases"), a->first.Scalar());
-        ctx.Remember(apath, a->first);
-        std::string target = a->second.IsNull() ? "" : a->second.Scalar();
-        if (!d.aliases.emplace(a->first.Scalar(), target).second) {
-          return ctx.Error(a->first, apath, "duplicate alias");
+        std::string apath = Join(m.Path("aliases"), alias.Scalar());
+        ctx.Remember(apath, alias);
+        std::string target = adapter.IsNull() ? "" : adapter.Scalar();
+        if (!d.aliases.emplace(alias.Scalar(), target).second) {
+          return ctx.Error(alias, apath, "duplicate alias");
         }
       }
     }
