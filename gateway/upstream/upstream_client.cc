@@ -640,15 +640,20 @@ UpstreamClient::~UpstreamClient() { Shutdown(); }
 
 std::shared_ptr<Exchange> UpstreamClient::Send(const Target& target, UpstreamRequest request,
                                                Callbacks callbacks, Timeouts timeouts) {
-  auto ex =
-      std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{}, timeouts);
-  if (!core_->Register(ex)) {
-    if (callbacks.on_done) callbacks.on_done(absl::CancelledError("upstream client shut down"));
-    return ex;
-  }
-  ex->set_callbacks(std::move(callbacks));
-  net::post(ex->strand(), [ex] { ex->Start(); });
+  auto ex = std::make_shared<ExchangeImpl>(core_, target, std::move(request), std::move(callbacks),
+                                           timeouts);
+  Launch(ex);
   return ex;
+}
+
+// The callbacks are in place before the exchange is registered: from then on Shutdown may end it.
+void UpstreamClient::Launch(const std::shared_ptr<ExchangeImpl>& ex) {
+  if (!core_->Register(ex)) {
+    // Never started, never registered: nothing else touches it; end it on this thread.
+    ex->Finish(absl::CancelledError("upstream client shut down"));
+    return;
+  }
+  net::post(ex->strand(), [ex] { ex->Start(); });
 }
 
 std::shared_ptr<Exchange> UpstreamClient::Fetch(
@@ -656,10 +661,6 @@ std::shared_ptr<Exchange> UpstreamClient::Fetch(
     std::function<void(absl::StatusOr<UpstreamResponse>)> done, Timeouts timeouts) {
   auto ex =
       std::make_shared<ExchangeImpl>(core_, target, std::move(request), Callbacks{}, timeouts);
-  if (!core_->Register(ex)) {
-    done(absl::CancelledError("upstream client shut down"));
-    return ex;
-  }
   // The callbacks run inside `ex` (which clears them after on_done): a raw pointer is safe.
   ExchangeImpl* raw = ex.get();
   auto response = std::make_shared<UpstreamResponse>();
@@ -687,7 +688,7 @@ std::shared_ptr<Exchange> UpstreamClient::Fetch(
     done(std::move(*response));
   };
   ex->set_callbacks(std::move(cb));
-  net::post(ex->strand(), [ex] { ex->Start(); });
+  Launch(ex);
   return ex;
 }
 

@@ -24,6 +24,8 @@ class io_context;
 
 namespace weft::gateway::upstream {
 
+class ExchangeImpl;  // upstream_client.cc
+
 using Headers = std::vector<std::pair<std::string, std::string>>;  // same type as http::Headers
 
 // An upstream endpoint; also the key of its connection pool. `host` is an IP literal or a name
@@ -71,10 +73,11 @@ struct Callbacks {
   std::function<void(int status, const Headers& headers)> on_head;
   // A piece of the (de-chunked) body, as it arrives; the view is valid during the call only.
   std::function<void(std::string_view chunk)> on_data;
-  // OK once the whole response was read. Unavailable: connect refused, reset, EOF before the end,
-  // malformed HTTP ("malformed response" in the message), or a pool over its queue limit
-  // (ResourceExhausted). DeadlineExceeded: connect / first-byte / stall timeout. Cancelled:
-  // Cancel() or the client shutting down.
+  // OK once the whole response was read (any HTTP status). Unavailable: connect refused, reset,
+  // EOF before the end, or malformed HTTP ("malformed response" in the message). DeadlineExceeded:
+  // connect (pool wait included) / first-byte / stall timeout. ResourceExhausted: the target's
+  // pool queue is full. Cancelled: Cancel() or the client shutting down. Whether anything reached
+  // the caller before a failure is whether on_head ran.
   std::function<void(absl::Status status)> on_done;
 };
 
@@ -94,9 +97,9 @@ struct ClientOptions {
   boost::asio::io_context* io_context = nullptr;  // run by the caller instead; must outlive us
   size_t max_idle_per_host = 64;                  // kept-alive idle connections per host:port
   size_t max_total_per_host = 1024;  // open connections (idle + busy + connecting) per host:port
-  size_t max_pending_per_host =
-      4096;                    // requests waiting for a connection; past it ResourceExhausted
-  double idle_timeout_s = 30;  // an idle pooled connection older than this is closed
+  // Requests waiting for a connection when max_total_per_host are open; past it ResourceExhausted.
+  size_t max_pending_per_host = 4096;
+  double idle_timeout_s = 30;          // an idle pooled connection older than this is closed
   size_t max_header_bytes = 64 << 10;  // response head; larger: Unavailable (malformed response)
   size_t max_buffered_body_bytes = 64 << 20;  // Fetch / Get only; larger: ResourceExhausted
 };
@@ -118,11 +121,13 @@ class UpstreamClient {
   UpstreamClient(const UpstreamClient&) = delete;
   UpstreamClient& operator=(const UpstreamClient&) = delete;
 
-  // Starts one exchange and returns at once. A connection comes from the target's pool (a
-  // kept-alive one, checked for liveness first) or is opened; a pooled connection found dead before
-  // any byte of the response is replaced transparently. It returns to the pool only after a fully
-  // read response that allows keep-alive. After Shutdown, on_done(Cancelled) runs on the calling
-  // thread.
+  // Starts one exchange and returns at once. A connection comes from the target's pool (the most
+  // recently used idle one, checked for liveness first), or is opened, or (pool at its limit) the
+  // request waits in a FIFO queue. A pooled connection that fails before any byte of the response
+  // (the server closed it as it sat idle) is replaced and the request resent, at most twice, so a
+  // server that drops a request without answering may see it again. A connection returns to the
+  // pool only after a fully read response that allows keep-alive. After Shutdown,
+  // on_done(Cancelled) runs on the calling thread.
   std::shared_ptr<Exchange> Send(const Target& target, UpstreamRequest request, Callbacks callbacks,
                                  Timeouts timeouts = {});
 
@@ -149,6 +154,8 @@ class UpstreamClient {
   struct Core;
 
  private:
+  void Launch(const std::shared_ptr<ExchangeImpl>& ex);
+
   std::shared_ptr<Core> core_;
   std::shared_ptr<void> work_guard_;  // keeps the own threads' run() going until Shutdown
   std::vector<std::thread> threads_;
