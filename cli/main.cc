@@ -9,9 +9,7 @@
 
 #include "cli/commands.h"
 #include "gateway/metering/usage_command.h"
-#ifdef WEFT_HAVE_ADMIN_CLI
 #include "gateway/admin/keys_command.h"
-#endif
 
 namespace {
 
@@ -54,12 +52,14 @@ int main(int argc, char** argv) {
     return weft::gateway::RunUsageCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout,
                                           std::cerr);
   }
-#ifdef WEFT_HAVE_ADMIN_CLI
-  if (verb == "keys" || verb == "tenants") {
-    return weft::admin::RunKeysCommand(std::vector<std::string>(argv + 1, argv + argc), std::cout,
+  if (verb == "keys") {
+    return weft::admin::RunKeysCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout,
                                        std::cerr);
   }
-#endif
+  if (verb == "tenants") {
+    return weft::admin::RunTenantsCommand(std::vector<std::string>(argv + 2, argv + argc),
+                                          std::cout, std::cerr);
+  }
   std::fprintf(stderr, "weft: unknown command '%s'\n\n%s", verb.c_str(), kUsage);
   return 2;
 }

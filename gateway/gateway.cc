@@ -20,6 +20,7 @@
 #include "base/histogram.h"
 #include "base/status.h"
 #include "base/http/http_server.h"
+#include "gateway/auth/api_key.h"
 #include "gateway/proxy_call.h"
 #include "gateway/quota/quota_tracker.h"
 #include "gateway/routing/balancer.h"
@@ -34,9 +35,7 @@
 #include "gateway/upstream/upstream_client.h"
 #include "nlohmann/json.hpp"
 
-#ifdef WEFT_GATEWAY_HAVE_ADMIN
-#include "gateway/admin/admin_api.h"
-#endif
+#include "gateway/admin/admin_routes.h"
 
 namespace weft::gateway {
 namespace {
@@ -299,12 +298,9 @@ struct Gateway::Impl {
     metrics.requests[{endpoint, status}]++;
   }
   absl::StatusOr<auth::Principal> Authenticate(const http::Request& hreq) {
-    std::string_view h = hreq.Header("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (h.size() <= kBearer.size() || h.substr(0, kBearer.size()) != kBearer) {
-      return absl::UnauthenticatedError("missing bearer token");
-    }
-    return opt.keys->Authenticate(h.substr(kBearer.size()));
+    std::string_view token = auth::BearerToken(hreq.Header("Authorization"));
+    if (token.empty()) return absl::UnauthenticatedError("missing bearer token");
+    return opt.keys->Authenticate(token);
   }
 };
 
@@ -376,11 +372,11 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   if (!qd.ok) {
     {
       std::lock_guard lock(metrics.mu);
-      metrics.quota_rejections[std::string(quota::QuotaLimitName(qd.limit))]++;
+      metrics.quota_rejections[std::string(quota::QuotaLimitLabel(qd.limit))]++;
     }
     return reject(ErrorResponse(
         429, "rate_limit_exceeded",
-        absl::StrCat("Rate limit reached: ", std::string(quota::QuotaLimitLabel(qd.limit)), ". Retry after ",
+        absl::StrCat("Rate limit reached: ", std::string(quota::QuotaLimitName(qd.limit)), ". Retry after ",
                      qd.retry_after_s, "s."),
         "rate_limit_exceeded", static_cast<int>(std::max<int64_t>(1, qd.retry_after_s))));
   }
@@ -526,6 +522,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     if (!v.empty()) pr.pass_headers.emplace_back(h, std::string(v));
   }
   pr.pass_headers.emplace_back("x-weft-request-id", request_id);
+  pr.response_headers.emplace_back("x-weft-request-id", request_id);
   ProxyCall::Start(std::move(env), std::move(pr), std::move(w));
 }
 
@@ -684,9 +681,7 @@ absl::Status Gateway::Start() {
                      r.body = g.RenderMetrics();
                      w->Respond(std::move(r));
                    });
-#ifdef WEFT_GATEWAY_HAVE_ADMIN
   if (!g.opt.admin_key.empty()) admin::RegisterAdminRoutes(*g.server, *g.opt.keys, g.opt.admin_key);
-#endif
   return g.server->Start();
 }
 

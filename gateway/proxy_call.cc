@@ -164,7 +164,7 @@ void ProxyCall::OnHead(const std::shared_ptr<Attempt>& a, int status, const upst
       start_stream = true;
     }
   }
-  if (start_stream) writer_->StartStream(200, "text/event-stream");
+  if (start_stream) writer_->StartStream(200, "text/event-stream", req_.response_headers);
 }
 
 void ProxyCall::OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk) {
@@ -350,10 +350,12 @@ void ProxyCall::HandleUnaryBody(const std::shared_ptr<Attempt>& a) {
     }
   }
   auto w = writer_;
-  Finish(status, status == 200 ? "" : body, [w, status, body = std::move(body)]() mutable {
+  Finish(status, status == 200 ? "" : body,
+         [w, status, body = std::move(body), headers = req_.response_headers]() mutable {
     http::Response r;
     r.status = status;
     r.body = std::move(body);
+    r.headers = std::move(headers);
     w->Respond(std::move(r));
   });
 }
@@ -366,7 +368,7 @@ void ProxyCall::FailClient(int status, std::string type, std::string message) {
   }
   auto w = writer_;
   std::string body = ErrorBody(status, type, message);
-  Finish(status, message, [w, started, status, body]() mutable {
+  Finish(status, message, [w, started, status, body, headers = req_.response_headers]() mutable {
     if (started) {
       // The client already has a 200 head: the error travels as an event, as engines send them.
       w->Write(absl::StrCat("data: ", body, "\n\n", std::string(api::kSseDone)));
@@ -375,6 +377,7 @@ void ProxyCall::FailClient(int status, std::string type, std::string message) {
       http::Response r;
       r.status = status;
       r.body = std::move(body);
+      r.headers = std::move(headers);
       if (status == 503) r.headers.emplace_back("Retry-After", "1");
       w->Respond(std::move(r));
     }

@@ -51,6 +51,7 @@ struct ProxyRequest {
   std::string client_model;             // "model" as the client sent it (echoed back)
   std::string adapter;                  // "" = the base model
   http::Headers pass_headers;           // forwarded as is (traceparent, x-request-id, ...)
+  http::Headers response_headers;       // added to the client's answer (x-weft-request-id)
 };
 
 enum class AttemptResult {

@@ -120,10 +120,10 @@ absl::StatusOr<HttpResponse> HttpClient::Request(
   return r;
 }
 
-absl::StatusOr<HttpResponse> HttpClient::StartStream(const std::string& method,
-                                                     const std::string& target,
-                                                     const std::string& body) {
-  if (absl::Status s = impl_->Send(method, target, body, {}); !s.ok()) return s;
+absl::StatusOr<HttpResponse> HttpClient::StartStream(
+    const std::string& method, const std::string& target, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (absl::Status s = impl_->Send(method, target, body, headers); !s.ok()) return s;
   impl_->parser.emplace();
   impl_->parser->body_limit(1ull << 30);
   impl_->chunk_data.clear();

@@ -40,8 +40,9 @@ class HttpClient {
       const std::vector<std::pair<std::string, std::string>>& headers = {});
 
   // Streaming: sends a request and reads the response head only (status + headers; body empty).
-  absl::StatusOr<HttpResponse> StartStream(const std::string& method, const std::string& target,
-                                           const std::string& body = "");
+  absl::StatusOr<HttpResponse> StartStream(
+      const std::string& method, const std::string& target, const std::string& body = "",
+      const std::vector<std::pair<std::string, std::string>>& headers = {});
   // The next SSE event's data (the text after "data: ", joined over data lines) of the streamed
   // body, or nullopt once the body has ended. Reads as little as it can (one event at a time).
   absl::StatusOr<std::optional<std::string>> NextEvent();

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Subprocess: a child process for multi-process tests (engines, gateways): started with argv,
+// stdout+stderr to a log file, signalled, waited for; killed (SIGKILL) and reaped on destruction.
+// FreeLoopbackPort: a port that was free on 127.0.0.1 a moment ago (bind to 0, read, close).
+// Test-only; one thread at a time per object.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace weft::testing {
+
+class Subprocess {
+ public:
+  // Starts argv[0] (a path) with argv; output appended to `log_path` ("" = /dev/null).
+  static absl::StatusOr<Subprocess> Start(const std::vector<std::string>& argv,
+                                          const std::string& log_path);
+  Subprocess(Subprocess&& other) noexcept;
+  Subprocess& operator=(Subprocess&& other) noexcept;
+  ~Subprocess();  // SIGKILL + reap if still running
+
+  pid_t pid() const { return pid_; }
+  bool Signal(int sig) const;  // false if already reaped
+  // Waits up to timeout_s for the exit; the raw wait status, or nullopt on timeout.
+  std::optional<int> Wait(double timeout_s);
+  bool running();  // not yet exited (reaps when it has)
+
+ private:
+  Subprocess() = default;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+uint16_t FreeLoopbackPort();
+
+// Polls GET `path` on 127.0.0.1:port until it answers 200 or timeout_s passes.
+absl::Status WaitForHttp200(uint16_t port, const std::string& path, double timeout_s);
+
+}  // namespace weft::testing
