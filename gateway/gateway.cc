@@ -517,6 +517,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   pr.client_wants_token_ids = req->return_token_ids;
   pr.client_model = client_model;
   pr.adapter = adapter;
+  pr.resumable = req->n == 1;
   for (const char* h : {"traceparent", "tracestate", "x-request-id"}) {
     std::string_view v = hreq.Header(h);
     if (!v.empty()) pr.pass_headers.emplace_back(h, std::string(v));

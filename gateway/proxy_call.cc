@@ -320,6 +320,10 @@ void ProxyCall::OnDone(const std::shared_ptr<Attempt>& a, absl::Status status) {
     return HandleUnaryBody(a);
   }
   failed_replicas_.push_back(choice.replica_id);
+  if (stream_started_ && !req_.resumable) {
+    lock.unlock();
+    return FailClient(502, "upstream_error", absl::StrCat("the replica failed mid-stream: ", why));
+  }
   lock.unlock();
   NextAttempt(why);
 }

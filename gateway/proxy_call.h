@@ -50,6 +50,7 @@ struct ProxyRequest {
   bool client_wants_token_ids = false;  // return_token_ids
   std::string client_model;             // "model" as the client sent it (echoed back)
   std::string adapter;                  // "" = the base model
+  bool resumable = true;                // n == 1: a broken stream can move (n > 1: only retried)
   http::Headers pass_headers;           // forwarded as is (traceparent, x-request-id, ...)
   http::Headers response_headers;       // added to the client's answer (x-weft-request-id)
 };
