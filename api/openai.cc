@@ -292,6 +292,17 @@ absl::Status ParseFields(const json& body, CompletionRequest* req) {
   std::optional<int32_t> min_tokens;
   if (absl::Status s = GetInt(body, "min_tokens", 0, kIntMax, &min_tokens); !s.ok()) return s;
   if (min_tokens) req->min_tokens = *min_tokens;
+  // Scheduling class: "interactive" (default) or "batch"; vLLM's integer `priority` is accepted
+  // too (0 or less: interactive; above 0: batch, as a larger value means later there).
+  if (const json* pr = Get(body, "priority")) {
+    if (pr->is_string() && (*pr == "interactive" || *pr == "batch")) {
+      req->batch_priority = *pr == "batch";
+    } else if (pr->is_number_integer()) {
+      req->batch_priority = pr->get<int64_t>() > 0;
+    } else {
+      return InvalidParam("priority", "'priority' must be \"interactive\", \"batch\" or an integer");
+    }
+  }
   if (const json* r = Get(body, "weft_resume")) {
     if (!r->is_object()) return TypeError("weft_resume", "an object");
     const json* t = Get(*r, "tokens");

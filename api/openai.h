@@ -58,6 +58,7 @@ struct CompletionRequest {
   std::string user;
   bool ignore_eos = false;
   int32_t min_tokens = 0;
+  bool batch_priority = false;  // `priority`: "batch" (or a vLLM integer > 0) vs interactive
   std::vector<int32_t> resume_tokens;  // weft_resume.tokens: already sent to the client
   // vLLM's return_token_ids: each choice (and each streamed chunk) carries "token_ids", the ids
   // of the tokens it covers; a gateway resuming a stream needs them for weft_resume.

@@ -51,6 +51,19 @@ TEST(OpenAiRequestTest, CompletionAllFields) {
   EXPECT_THAT(r.resume_tokens, ElementsAre(1, 2, 3));
 }
 
+TEST(OpenAiRequestTest, PriorityClasses) {
+  auto parse = [](const char* body) {
+    auto r = ParseCompletionRequest(body, Endpoint::kCompletions);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->batch_priority;
+  };
+  EXPECT_FALSE(parse(R"({"prompt": "x"})"));
+  EXPECT_FALSE(parse(R"({"prompt": "x", "priority": "interactive"})"));
+  EXPECT_TRUE(parse(R"({"prompt": "x", "priority": "batch"})"));
+  EXPECT_TRUE(parse(R"({"prompt": "x", "priority": 10})"));
+  EXPECT_FALSE(parse(R"({"prompt": "x", "priority": -1})"));
+}
+
 TEST(OpenAiRequestTest, PromptForms) {
   EXPECT_EQ(ParseOk(R"({"prompt": ["one"]})").prompt, "one");
   CompletionRequest t = ParseOk(R"({"prompt": [5, 6, 7]})");
@@ -107,6 +120,8 @@ TEST(OpenAiRequestTest, BadRequestsNameTheField) {
       {C, R"({"prompt": [1, -2]})", "prompt", "token ids"},
       {C, R"({"prompt": "x", "model": 3})", "model", "'model' must be a string"},
       {C, R"({"prompt": "x", "stop": 3})", "stop", "'stop' must be a string or an array"},
+      {C, R"({"prompt": "x", "priority": "urgent"})", "priority", "'priority' must be"},
+      {C, R"({"prompt": "x", "priority": 1.5})", "priority", "'priority' must be"},
       {C, R"({"prompt": "x", "stop": [""]})", "stop", "must not be empty"},
       {C, R"({"prompt": "x", "n": 0})", "n", "between 1"},
       {C, R"({"prompt": "x", "stream": "yes"})", "stream", "'stream' must be a boolean"},

@@ -453,6 +453,7 @@ void EngineServer::State::HandleCompletion(Endpoint endpoint, const http::Reques
     er.sampling = sp;
     er.sampling.seed = seed + static_cast<uint64_t>(i);
     er.resume = req.resume_tokens;
+    er.priority = req.batch_priority ? engine::Priority::kBatch : engine::Priority::kInteractive;
     er.client = req.user.empty() ? http_req.remote.substr(0, http_req.remote.rfind(':')) : req.user;
     er.logprobs = req.logprobs;
     absl::Status s = engine.Submit(std::move(er), std::make_shared<ChoiceSink>(completion, i, w));
