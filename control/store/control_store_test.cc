@@ -9,6 +9,10 @@
 #include "control/store/row_store.h"
 #include "gtest/gtest.h"
 #include "testing/test_data.h"
+#ifdef WEFT_HAVE_POSTGRES
+#include "control/store/postgres_control_store.h"
+#include "gateway/metering/postgres_test_server.h"
+#endif
 
 namespace weft::control {
 namespace {
@@ -97,6 +101,36 @@ TEST(OpenControlStoreTest, ElectorForSqliteLocksNextToTheDatabase) {
   (*elector)->Resign();
   EXPECT_FALSE((*elector)->IsLeader());
 }
+
+#ifdef WEFT_HAVE_POSTGRES
+// A statement error inside the callback aborts a PostgreSQL transaction; a callback that ignores
+// it must not get an OK (COMMIT of an aborted transaction is a silent ROLLBACK).
+TEST(PostgresControlStoreTest, IgnoredStatementErrorFailsTheTransaction) {
+  std::string why_not;
+  auto* server = weft::gateway::testing::PostgresTestServer::Shared(&why_not);
+  if (server == nullptr) GTEST_SKIP() << "no throwaway PostgreSQL server here: " << why_not;
+  auto conninfo = server->NewDatabase();
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  auto store = PostgresControlStore::Open(*conninfo);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::Status s = (*store)->Transaction([](ControlTxn& txn) {
+    DeploymentRecord ok;
+    ok.name = "ok";
+    EXPECT_TRUE(txn.Put(ok).ok());
+    DeploymentRecord bad;
+    bad.name = "bad\xff\xfe";  // not UTF-8: the server rejects the statement
+    EXPECT_FALSE(txn.Put(bad).ok());
+    return absl::OkStatus();
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE((*store)->Get<DeploymentRecord>("ok").value().has_value());
+  EXPECT_EQ((*store)->Revision().value(), 0);
+  // The connection is usable afterwards.
+  DeploymentRecord d;
+  d.name = "after";
+  EXPECT_TRUE((*store)->Put(d).ok());
+}
+#endif
 
 TEST(RowCodecTest, CorruptRowsAreDataLoss) {
   internal::Row row{RecordKind::kReplica, "r", "d", 3, "{not json"};

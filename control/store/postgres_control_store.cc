@@ -209,6 +209,12 @@ absl::Status PostgresControlStore::Transaction(const TxnFn& fn) {
     RowTxn rows(conn_);
     internal::RowControlTxn txn(&rows, &options_);
     absl::Status s = fn(txn);
+    // A statement that failed inside `fn` (and was ignored there) aborted the transaction; COMMIT
+    // would then quietly roll back and report success.
+    if (s.ok() && PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
+      s = PgError(conn_, "transaction failed earlier");
+      if (s.ok()) s = absl::InternalError("control store (postgres): transaction failed earlier");
+    }
     if (s.ok()) s = Exec(conn_, "COMMIT");
     if (!s.ok()) {
       if (PQtransactionStatus(conn_) != PQTRANS_IDLE) (void)Exec(conn_, "ROLLBACK");
