@@ -462,27 +462,45 @@ TEST_F(UpstreamClientTest, ConnectionClosedUnderANewRequestIsRetriedOnAFreshOne)
   EXPECT_EQ(client.Stats(t).connects, 3u);
 }
 
+// A keep-alive server that counts the connections its clients closed.
+class CountingServer {
+ public:
+  CountingServer()
+      : server_([this](tcp::socket& s) {
+          while (ReadRequestHead(s)) WriteAll(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+          ++closed_;
+        }) {}
+  Target target() const { return Target{"127.0.0.1", server_.port()}; }
+  int closed() const { return closed_.load(); }
+  int connections() const { return server_.connections(); }
+
+ private:
+  std::atomic<int> closed_{0};
+  RawServer server_;
+};
+
 TEST_F(UpstreamClientTest, CloseIdleEmptiesThePool) {
-  StartServer();
+  CountingServer server;
   UpstreamClient client;
-  ASSERT_TRUE(client.Get(target_, "/small", 5).ok());
-  EXPECT_EQ(client.Stats(target_).idle, 1u);
-  client.CloseIdle(target_);
-  EXPECT_EQ(client.Stats(target_).idle, 0u);
-  EXPECT_EQ(client.Stats(target_).total, 0u);
-  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0u; }));
-  ASSERT_TRUE(client.Get(target_, "/small", 5).ok());
-  EXPECT_EQ(client.Stats(target_).connects, 2u);
+  ASSERT_TRUE(client.Get(server.target(), "/small", 5).ok());
+  EXPECT_EQ(client.Stats(server.target()).idle, 1u);
+  client.CloseIdle(server.target());
+  EXPECT_EQ(client.Stats(server.target()).idle, 0u);
+  EXPECT_EQ(client.Stats(server.target()).total, 0u);
+  EXPECT_TRUE(WaitFor([&] { return server.closed() == 1; }));
+  ASSERT_TRUE(client.Get(server.target(), "/small", 5).ok());
+  EXPECT_EQ(client.Stats(server.target()).connects, 2u);
+  EXPECT_EQ(server.connections(), 2);
 }
 
 TEST_F(UpstreamClientTest, IdleTimeoutClosesPooledConnections) {
-  StartServer();
+  CountingServer server;
   ClientOptions o;
   o.idle_timeout_s = 0.1;
   UpstreamClient client(o);
-  ASSERT_TRUE(client.Get(target_, "/small", 5).ok());
-  EXPECT_TRUE(WaitFor([&] { return client.Stats(target_).idle == 0u; }));
-  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0u; }));
+  ASSERT_TRUE(client.Get(server.target(), "/small", 5).ok());
+  EXPECT_TRUE(WaitFor([&] { return client.Stats(server.target()).idle == 0u; }));
+  EXPECT_TRUE(WaitFor([&] { return server.closed() == 1; }));
 }
 
 TEST_F(UpstreamClientTest, PoolLimitsQueueAndIdleCap) {
@@ -513,7 +531,37 @@ TEST_F(UpstreamClientTest, PoolLimitsQueueAndIdleCap) {
   EXPECT_EQ(stats.idle, 2u);
   EXPECT_EQ(stats.total, 2u);
   EXPECT_EQ(stats.pending, 0u);
-  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 2u; }));
+}
+
+TEST_F(UpstreamClientTest, IdleCapClosesSurplusConnections) {
+  // Each connection serves requests until the client closes it; the server counts the closes.
+  std::atomic<int> closed{0};
+  RawServer server([&](tcp::socket& s) {
+    while (ReadRequestHead(s)) {
+      Sleep(0.01);  // slow enough that requests queue for the 3 connections
+      WriteAll(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
+    ++closed;
+  });
+  ClientOptions o;
+  o.max_total_per_host = 3;
+  o.max_idle_per_host = 2;
+  UpstreamClient client(o);
+  Target t{"127.0.0.1", server.port()};
+  std::vector<std::unique_ptr<Recorder>> recs;
+  for (int i = 0; i < 12; ++i) {
+    recs.push_back(std::make_unique<Recorder>());
+    client.Send(t, Get("/x"), recs.back()->Make());
+  }
+  for (auto& r : recs) {
+    absl::Status s = r->Wait();
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(r->body, "ok");
+  }
+  EXPECT_EQ(server.connections(), 3);
+  EXPECT_TRUE(WaitFor([&] { return closed.load() == 1; })) << closed.load();
+  EXPECT_EQ(client.Stats(t).idle, 2u);
+  EXPECT_EQ(client.Stats(t).reuses, 9u);
 }
 
 TEST_F(UpstreamClientTest, PendingQueueOverflowIsResourceExhausted) {
