@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Process: a child process started with posix_spawn (argv, stdout+stderr appended to a log file, no
 // inherited descriptors beyond 0-2), signalled and reaped by its owner. Move-only; the destructor
-// SIGKILLs and reaps a child still running, so a dropped Process never leaves a zombie or an orphan.
-// One thread at a time per object. FreeLoopbackPort: a port free on 127.0.0.1 a moment ago.
+// SIGKILLs and reaps a child still running, so a dropped Process never leaves a zombie or an
+// orphan. One thread at a time per object. FreeLoopbackPort: a port free on 127.0.0.1 a moment ago.
 #pragma once
 
 #include <sys/types.h>

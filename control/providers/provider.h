@@ -55,10 +55,10 @@ struct ReplicaStatus {
 // Slots of one accelerator kind. A replica takes `accelerator_count` slots from Provision until it
 // is gone (a failed replica keeps its slots until it is terminated).
 struct AcceleratorSlots {
-  std::string kind;           // "cpu", "h100", ...
-  int total = 0;              // slots
-  int free = 0;               // slots
-  double usd_per_hour = 0;    // price of one slot for one hour
+  std::string kind;         // "cpu", "h100", ...
+  int total = 0;            // slots
+  int free = 0;             // slots
+  double usd_per_hour = 0;  // price of one slot for one hour
 
   friend bool operator==(const AcceleratorSlots&, const AcceleratorSlots&) = default;
 };

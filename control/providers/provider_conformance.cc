@@ -27,6 +27,8 @@ std::string Describe(const std::optional<ReplicaStatus>& s) {
 
 }  // namespace
 
+void PrintTo(const ProviderConformanceCase& c, std::ostream* os) { *os << c.name; }
+
 std::string ConformanceCaseName(const ::testing::TestParamInfo<ProviderConformanceCase>& info) {
   return info.param.name;
 }
@@ -89,8 +91,9 @@ std::optional<ReplicaStatus> ProviderConformanceTest::WaitForPhase(const Replica
 }
 
 bool ProviderConformanceTest::WaitGone(const ReplicaId& id) {
-  return !WaitFor(id, [](const std::optional<ReplicaStatus>& s) { return !s.has_value(); })
-              .has_value();
+  return !WaitFor(id, [](const std::optional<ReplicaStatus>& s) {
+            return !s.has_value();
+          }).has_value();
 }
 
 int ProviderConformanceTest::FreeSlots() {

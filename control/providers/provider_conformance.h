@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -29,14 +30,18 @@ struct ConformanceSubject {
   std::function<absl::Status(const ReplicaId&)> kill;
   // Called on every poll while a test waits for a phase (advance a fake clock); may be empty.
   std::function<void()> tick;
-  double timeout_s = 30;              // the longest a phase change may take, real seconds
-  std::function<void()> cleanup;      // after the provider is destroyed (remove temp dirs); may be empty
+  double timeout_s = 30;  // the longest a phase change may take, real seconds
+  std::function<void()>
+      cleanup;  // after the provider is destroyed (remove temp dirs); may be empty
 };
 
 struct ProviderConformanceCase {
   std::string name;  // [A-Za-z0-9_] only: it names the test instance
   std::function<absl::StatusOr<ConformanceSubject>()> make;
 };
+
+// Prints a case as its name in test output.
+void PrintTo(const ProviderConformanceCase& c, std::ostream* os);
 
 // Names the instances after ProviderConformanceCase::name.
 std::string ConformanceCaseName(const ::testing::TestParamInfo<ProviderConformanceCase>& info);
@@ -53,8 +58,8 @@ class ProviderConformanceTest : public ::testing::TestWithParam<ProviderConforma
   std::optional<ReplicaStatus> Find(const ReplicaId& id);
   // Polls List() (calling tick) until the replica's listed status satisfies `done` (nullopt = not
   // listed) or timeout_s passes; returns the last status seen.
-  std::optional<ReplicaStatus> WaitFor(const ReplicaId& id,
-                                       const std::function<bool(const std::optional<ReplicaStatus>&)>& done);
+  std::optional<ReplicaStatus> WaitFor(
+      const ReplicaId& id, const std::function<bool(const std::optional<ReplicaStatus>&)>& done);
   std::optional<ReplicaStatus> WaitForPhase(const ReplicaId& id, ReplicaPhase phase);
   // Waits until `id` is no longer listed; true when it left.
   bool WaitGone(const ReplicaId& id);

@@ -57,7 +57,8 @@ absl::StatusOr<ProviderCapacity> FakeProvider::Capacity() {
   AdvanceLocked(Now());
   ProviderCapacity c;
   c.accelerators.push_back({options_.accelerator, options_.slots,
-                            std::max(0, options_.slots - UsedSlotsLocked()), options_.usd_per_hour});
+                            std::max(0, options_.slots - UsedSlotsLocked()),
+                            options_.usd_per_hour});
   c.regions.push_back(options_.region);
   return c;
 }

@@ -22,10 +22,10 @@ struct FakeProviderOptions {
   int slots = 4;                    // of that kind
   double usd_per_hour = 1.0;        // per slot
   std::string region = "fake-1";
-  int64_t provision_delay_ms = 0;   // kStarting -> kReady (or kFailed)
-  int64_t terminate_delay_ms = 0;   // kDraining -> gone; 0 = gone at once
-  double failure_rate = 0;          // probability in [0, 1] that a provisioned replica fails
-  uint64_t seed = 1;                // of the failure draws, taken in Provision order
+  int64_t provision_delay_ms = 0;  // kStarting -> kReady (or kFailed)
+  int64_t terminate_delay_ms = 0;  // kDraining -> gone; 0 = gone at once
+  double failure_rate = 0;         // probability in [0, 1] that a provisioned replica fails
+  uint64_t seed = 1;               // of the failure draws, taken in Provision order
   // The clock, ms since the Unix epoch; empty = the system clock.
   std::function<int64_t()> now_ms;
   // The endpoint of a new replica; empty = "http://fake.invalid:<10000 + n>".

@@ -68,8 +68,7 @@ std::vector<std::string> LocalProvider::EngineArgv(const LocalProviderOptions& o
   return argv;
 }
 
-absl::StatusOr<std::unique_ptr<LocalProvider>> LocalProvider::Create(
-    LocalProviderOptions options) {
+absl::StatusOr<std::unique_ptr<LocalProvider>> LocalProvider::Create(LocalProviderOptions options) {
   if (options.weft_binary.empty() || access(options.weft_binary.c_str(), X_OK) != 0) {
     return absl::NotFoundError(
         absl::StrCat("local provider: weft binary '", options.weft_binary, "' is not executable"));
@@ -137,7 +136,8 @@ absl::StatusOr<ProviderCapacity> LocalProvider::Capacity() {
   ReapLocked();
   ProviderCapacity c;
   c.accelerators.push_back({options_.accelerator, options_.slots,
-                            std::max(0, options_.slots - UsedSlotsLocked()), options_.usd_per_hour});
+                            std::max(0, options_.slots - UsedSlotsLocked()),
+                            options_.usd_per_hour});
   c.regions.push_back(options_.region);
   return c;
 }
@@ -249,9 +249,8 @@ void LocalProvider::ReapLocked() {
         r.process->Signal(SIGKILL);
       } else if (r.status.phase == ReplicaPhase::kStarting && now >= r.ready_deadline) {
         r.status.phase = ReplicaPhase::kFailed;
-        r.status.failure_reason =
-            absl::StrCat("engine not healthy within ", options_.ready_timeout_s, " s (log ",
-                         r.log_path, ")");
+        r.status.failure_reason = absl::StrCat(
+            "engine not healthy within ", options_.ready_timeout_s, " s (log ", r.log_path, ")");
         r.process->Signal(SIGKILL);  // reaped on a later pass; keeps its slot until Terminate
       }
     }
@@ -268,7 +267,8 @@ void LocalProvider::MonitorLoop() {
     // Probe starting engines without holding the lock (each probe may take up to its timeout).
     std::vector<std::tuple<ReplicaId, uint64_t, uint16_t>> starting;
     for (const auto& [id, r] : replicas_) {
-      if (r.status.phase == ReplicaPhase::kStarting && r.process) starting.emplace_back(id, r.serial, r.port);
+      if (r.status.phase == ReplicaPhase::kStarting && r.process)
+        starting.emplace_back(id, r.serial, r.port);
     }
     if (!starting.empty()) {
       lock.unlock();

@@ -31,11 +31,11 @@ struct LocalProviderOptions {
   int slots = 1;                    // engines that may run at once (x accelerator_count)
   std::string accelerator = "cpu";  // the accelerator kind the slots are
   std::string region = "local";
-  double usd_per_hour = 0;          // per slot, for placement
-  std::string host = "127.0.0.1";   // engines listen here (--host); endpoints use it
-  double ready_timeout_s = 120;     // kStarting longer than this -> kFailed (and killed)
-  double terminate_grace_s = 10;    // SIGTERM -> SIGKILL
-  double poll_interval_s = 0.1;     // monitor period (health probes, reaping)
+  double usd_per_hour = 0;         // per slot, for placement
+  std::string host = "127.0.0.1";  // engines listen here (--host); endpoints use it
+  double ready_timeout_s = 120;    // kStarting longer than this -> kFailed (and killed)
+  double terminate_grace_s = 10;   // SIGTERM -> SIGKILL
+  double poll_interval_s = 0.1;    // monitor period (health probes, reaping)
 };
 
 class LocalProvider final : public Provider {
@@ -62,7 +62,7 @@ class LocalProvider final : public Provider {
     ReplicaSpec spec;
     ReplicaStatus status;
     std::optional<Process> process;  // reset once reaped
-    uint64_t serial = 0;  // tells a re-provisioned id from the replica it replaced
+    uint64_t serial = 0;             // tells a re-provisioned id from the replica it replaced
     uint16_t port = 0;
     std::string log_path;
     Clock::time_point ready_deadline;

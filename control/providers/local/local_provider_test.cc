@@ -88,8 +88,8 @@ class LocalProviderTest : public ::testing::Test {
     return s;
   }
   // Polls List() until `id` satisfies `done` or 10 s pass.
-  std::optional<ReplicaStatus> WaitFor(const ReplicaId& id,
-                                       const std::function<bool(const std::optional<ReplicaStatus>&)>& done) {
+  std::optional<ReplicaStatus> WaitFor(
+      const ReplicaId& id, const std::function<bool(const std::optional<ReplicaStatus>&)>& done) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (true) {
       std::optional<ReplicaStatus> found;
@@ -119,11 +119,16 @@ TEST_F(LocalProviderTest, EngineArgvCarriesTheSpec) {
   s.engine.ctx = 2048;
   s.engine.extra = {"--kv-mem", "256"};
   EXPECT_EQ(LocalProvider::EngineArgv(o, s, 4321),
-            (std::vector<std::string>{"/bin/weft", "engine", "--model", "/nonexistent/model.gguf",
-                                      "--host", "127.0.0.1", "--port", "4321", "--name", "demo",
-                                      "--threads", "4", "--ctx", "2048", "--adapter",
-                                      "chat=/a/chat.gguf", "--adapter", "sql=/a/sql.gguf",
-                                      "--kv-mem", "256"}));
+            (std::vector<std::string>{"/bin/weft", "engine",
+                                      "--model",   "/nonexistent/model.gguf",
+                                      "--host",    "127.0.0.1",
+                                      "--port",    "4321",
+                                      "--name",    "demo",
+                                      "--threads", "4",
+                                      "--ctx",     "2048",
+                                      "--adapter", "chat=/a/chat.gguf",
+                                      "--adapter", "sql=/a/sql.gguf",
+                                      "--kv-mem",  "256"}));
 }
 
 TEST_F(LocalProviderTest, MissingBinaryIsNotFound) {
@@ -166,7 +171,7 @@ TEST_F(LocalProviderTest, NeverHealthyFailsAfterTheReadyTimeoutAndIsKilled) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_FALSE(provider_->PidOf("r1").has_value());
-  EXPECT_NE(kill(pid, 0), 0);  // gone
+  EXPECT_NE(kill(pid, 0), 0);                  // gone
   EXPECT_TRUE(Failed(WaitFor("r1", Failed)));  // still failed with the first reason
 }
 
