@@ -1,18 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/http/http_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
 #include "boost/asio.hpp"
+#include "boost/asio/ssl.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "boost/beast/ssl.hpp"
+#include "openssl/err.h"
+#include "openssl/ssl.h"
+#include "openssl/x509.h"
 
 namespace weft::http {
 namespace {
@@ -20,7 +28,10 @@ namespace {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 std::chrono::steady_clock::duration Seconds(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -56,6 +67,95 @@ constexpr size_t kWatchReadBytes = 4096;
 // Bytes a client may send ahead (pipelining) while its current request runs; past this the
 // disconnect watch stops reading (a failed write still detects a gone client).
 constexpr size_t kMaxReadAhead = 64 << 10;
+// TLS: the most a close_notify alert may take to leave before the socket is closed anyway.
+constexpr double kCloseNotifyTimeoutS = 1;
+
+// Mozilla's "intermediate" TLS 1.2 suites (forward secrecy, AEAD only); TLS 1.3 keeps OpenSSL's.
+constexpr char kTls12Ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// ALPN: we speak HTTP/1.1 only; a client offering nothing we know gets no ALPN answer.
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+               unsigned int inlen, void*) {
+  static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof(kHttp11), in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+std::string SslErrorText(const beast::error_code& ec) {
+  std::string text = ec.message();
+  ERR_clear_error();  // what asio left on this thread's queue
+  return text;
+}
+
+// The server's TLS context: certificate chain and key from `o` (checked to match), TLS 1.2+.
+absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const TlsOptions& o) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* h = ctx->native_handle();
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  SSL_CTX_set_options(h, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(h, kTls12Ciphers) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("TLS: cannot configure the OpenSSL context");
+  }
+  SSL_CTX_set_alpn_select_cb(h, SelectAlpn, nullptr);
+  // An encrypted key fails to load instead of OpenSSL prompting on the terminal.
+  ctx->set_password_callback(
+      [](size_t, ssl::context::password_purpose) { return std::string(); });
+
+  beast::error_code ec;
+  if (!o.cert_pem.empty()) {
+    ctx->use_certificate_chain(net::buffer(o.cert_pem), ec);
+  } else if (!o.cert_file.empty()) {
+    ctx->use_certificate_chain_file(o.cert_file, ec);
+  } else {
+    return absl::InvalidArgumentError("TLS: no certificate (set cert_file or cert_pem)");
+  }
+  if (ec) {
+    std::string from = o.cert_pem.empty() ? absl::StrCat("'", o.cert_file, "'") : "memory";
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS: cannot load the certificate chain from ", from, ": ", SslErrorText(ec)));
+  }
+  if (!o.key_pem.empty()) {
+    ctx->use_private_key(net::buffer(o.key_pem), ssl::context::pem, ec);
+  } else if (!o.key_file.empty()) {
+    ctx->use_private_key_file(o.key_file, ssl::context::pem, ec);
+  } else {
+    return absl::InvalidArgumentError("TLS: no private key (set key_file or key_pem)");
+  }
+  if (ec && ERR_GET_LIB(static_cast<unsigned long>(ec.value())) == ERR_LIB_X509 &&
+      ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("TLS: the private key does not match the certificate");
+  }
+  if (ec) {
+    std::string from = o.key_pem.empty() ? absl::StrCat("'", o.key_file, "'") : "memory";
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS: cannot load the private key from ", from, ": ", SslErrorText(ec)));
+  }
+  if (SSL_CTX_check_private_key(h) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("TLS: the private key does not match the certificate");
+  }
+  return ctx;
+}
+
+// OpenSSL saw a plain HTTP request where a TLS ClientHello should be.
+bool IsPlainHttpOnTls(const beast::error_code& ec) {
+  if (ec.category() != net::error::get_ssl_category()) return false;
+  int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+  return reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST;
+}
 
 }  // namespace
 
@@ -129,7 +229,29 @@ Response DefaultErrorResponse(int status, std::string message) {
   return r;
 }
 
-class Connection;
+namespace {
+
+// A whole (non-chunked) response, head and body.
+std::string SerializeResponse(const Response& r, bool keep_alive, bool with_body) {
+  std::string out = absl::StrCat("HTTP/1.1 ", r.status, " ", AV(StatusReason(r.status)), "\r\n");
+  if (!r.content_type.empty()) absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
+  absl::StrAppend(&out, "Content-Length: ", r.body.size(), "\r\n");
+  for (const auto& [k, v] : r.headers) absl::StrAppend(&out, k, ": ", v, "\r\n");
+  absl::StrAppend(&out, "Connection: ", keep_alive ? "keep-alive" : "close", "\r\n\r\n");
+  if (with_body) out += r.body;
+  return out;
+}
+
+}  // namespace
+
+// What the server needs of a connection of either kind (plain or TLS): shutting it down.
+class ConnectionBase {
+ public:
+  virtual ~ConnectionBase() = default;
+  virtual net::any_io_executor strand() = 0;
+  virtual void BeginShutdown() = 0;  // on the strand
+  virtual void ForceClose() = 0;     // on the strand
+};
 
 struct Route {
   std::string method;
@@ -146,7 +268,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<bool> stopped{false};
 
   mutable std::mutex mu;
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
+  std::unordered_map<ConnectionBase*, std::weak_ptr<ConnectionBase>> connections;  // guarded by mu
+
+  std::unique_ptr<ssl::context> tls;  // set when ServerOptions::tls is
 
   // Declared last: destroyed first, so the connections its queued handlers own unregister while
   // the members above still exist.
@@ -158,13 +282,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     return DefaultErrorResponse(status, std::move(message));
   }
   void Accept();
-  void Register(const std::shared_ptr<Connection>& c);
-  void Unregister(Connection* c) {
+  template <typename Conn>
+  void Launch(std::shared_ptr<Conn> conn);
+  void Unregister(ConnectionBase* c) {
     std::lock_guard lock(mu);
     connections.erase(c);
   }
-  std::vector<std::shared_ptr<Connection>> Snapshot() {
-    std::vector<std::shared_ptr<Connection>> out;
+  std::vector<std::shared_ptr<ConnectionBase>> Snapshot() {
+    std::vector<std::shared_ptr<ConnectionBase>> out;
     std::lock_guard lock(mu);
     for (auto& [p, w] : connections) {
       if (auto c = w.lock()) out.push_back(std::move(c));
@@ -173,20 +298,44 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   }
 };
 
-// The ResponseWriter of one exchange. Holds the server weakly: posting after the server is gone
-// is a no-op.
-class Exchange : public ResponseWriter, public std::enable_shared_from_this<Exchange> {
+// The ResponseWriter of one exchange on a `Conn` (a Connection<Stream>). Holds the server weakly:
+// posting after the server is gone is a no-op.
+template <typename Conn>
+class Exchange : public ResponseWriter, public std::enable_shared_from_this<Exchange<Conn>> {
  public:
-  Exchange(std::weak_ptr<HttpServer::Impl> server, std::weak_ptr<Connection> conn,
+  Exchange(std::weak_ptr<HttpServer::Impl> server, std::weak_ptr<Conn> conn,
            net::any_io_executor strand)
       : server_(std::move(server)), conn_(std::move(conn)), strand_(std::move(strand)) {}
 
-  void Respond(Response response) override;
-  void StartStream(int status, std::string content_type, Headers headers) override;
-  void Write(std::string data) override;
-  void End() override;
+  void Respond(Response response) override {
+    PostRaw([self = this->shared_from_this(), r = std::move(response)]() mutable {
+      if (auto c = self->conn_.lock()) c->DoRespond(self.get(), std::move(r));
+    });
+  }
+  void StartStream(int status, std::string content_type, Headers headers) override {
+    PostRaw([self = this->shared_from_this(), status, ct = std::move(content_type),
+             h = std::move(headers)]() {
+      if (auto c = self->conn_.lock()) c->DoStartStream(self.get(), status, ct, h);
+    });
+  }
+  void Write(std::string data) override {
+    PostRaw([self = this->shared_from_this(), d = std::move(data)]() mutable {
+      if (auto c = self->conn_.lock()) c->DoWriteChunk(self.get(), std::move(d));
+    });
+  }
+  void End() override {
+    PostRaw([self = this->shared_from_this()]() {
+      if (auto c = self->conn_.lock()) c->DoEnd(self.get());
+    });
+  }
   void Post(std::function<void()> fn) override { PostRaw(std::move(fn)); }
-  void OnCancel(std::function<void()> fn) override;
+  void OnCancel(std::function<void()> fn) override {
+    PostRaw([self = this->shared_from_this(), fn = std::move(fn)]() mutable {
+      if (self->cancelled()) return fn();
+      if (self->ended) return;
+      self->on_cancel = std::move(fn);
+    });
+  }
   bool cancelled() const override { return cancelled_.load(); }
 
   // Strand-only state, used by Connection.
@@ -210,48 +359,66 @@ class Exchange : public ResponseWriter, public std::enable_shared_from_this<Exch
   }
 
   std::weak_ptr<HttpServer::Impl> server_;
-  std::weak_ptr<Connection> conn_;
+  std::weak_ptr<Conn> conn_;
   net::any_io_executor strand_;
   std::atomic<bool> cancelled_{false};
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+// One client connection over `Stream`: PlainStream (a beast::tcp_stream) or TlsStream (an
+// ssl_stream over one). Timeouts live on the tcp_stream at the bottom of either; the TLS variant
+// adds a handshake before the first request and a close_notify on graceful closes.
+template <typename Stream>
+class Connection : public ConnectionBase, public std::enable_shared_from_this<Connection<Stream>> {
  public:
-  Connection(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  using Ex = Exchange<Connection>;
+
+  // `stream_args`: the ssl::context for TlsStream, nothing for PlainStream.
+  template <typename... StreamArgs>
+  Connection(tcp::socket socket, HttpServer::Impl* server, StreamArgs&... stream_args)
+      : stream_(std::move(socket), stream_args...), server_(server) {
     beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = Tcp().socket().remote_endpoint(ec);
     if (!ec) remote_ = absl::StrCat(ep.address().to_string(), ":", ep.port());
   }
-  ~Connection() { server_->Unregister(this); }
+  ~Connection() override { server_->Unregister(this); }
 
-  void Start() { DoIdleRead(); }
+  void Start() {
+    if constexpr (kTls) {
+      // The handshake shares the header deadline: a client that never finishes it is cut.
+      phase_ = Phase::kHandshake;
+      Tcp().expires_after(Seconds(server_->options.header_timeout_s));
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = Self()](beast::error_code ec) { self->OnHandshake(ec); });
+    } else {
+      DoIdleRead();
+    }
+  }
 
   // Called by HttpServer::Stop (posted to the strand).
-  void BeginShutdown() {
+  void BeginShutdown() override {
     keep_alive_ = false;
-    if (phase_ != Phase::kHandling) Close();
+    if (phase_ != Phase::kHandling) Close(/*notify=*/phase_ == Phase::kIdle);
   }
-  void ForceClose() { ClientGone(); }
+  void ForceClose() override {
+    if constexpr (kTls) {
+      // A close_notify still on its way: give up on it.
+      if (phase_ == Phase::kClosed) return CloseSocket();
+    }
+    ClientGone();
+  }
 
-  net::any_io_executor strand() { return stream_.get_executor(); }
+  net::any_io_executor strand() override { return stream_.get_executor(); }
 
   // Exchange operations, on the strand.
-  void DoRespond(Exchange* ex, Response r) {
+  void DoRespond(Ex* ex, Response r) {
     if (!Current(ex) || head_sent_) return;
     head_sent_ = true;
     KeepAliveDecision();
-    std::string out = absl::StrCat("HTTP/1.1 ", r.status, " ", AV(StatusReason(r.status)), "\r\n");
-    if (!r.content_type.empty()) absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
-    absl::StrAppend(&out, "Content-Length: ", r.body.size(), "\r\n");
-    for (const auto& [k, v] : r.headers) absl::StrAppend(&out, k, ": ", v, "\r\n");
-    absl::StrAppend(&out, "Connection: ", keep_alive_ ? "keep-alive" : "close", "\r\n\r\n");
-    if (method_ != "HEAD") out += r.body;
     response_complete_ = true;
-    QueueWrite(std::move(out));
+    QueueWrite(SerializeResponse(r, keep_alive_, method_ != "HEAD"));
   }
-  void DoStartStream(Exchange* ex, int status, const std::string& content_type,
-                     const Headers& headers) {
+  void DoStartStream(Ex* ex, int status, const std::string& content_type, const Headers& headers) {
     if (!Current(ex) || head_sent_) return;
     head_sent_ = true;
     streaming_ = true;
@@ -266,33 +433,62 @@ class Connection : public std::enable_shared_from_this<Connection> {
                     keep_alive_ ? "keep-alive" : "close", "\r\n\r\n");
     QueueWrite(std::move(out));
   }
-  void DoWriteChunk(Exchange* ex, std::string data) {
+  void DoWriteChunk(Ex* ex, std::string data) {
     if (!Current(ex) || !streaming_ || response_complete_ || data.empty()) return;
     QueueWrite(absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n"));
   }
-  void DoEnd(Exchange* ex) {
+  void DoEnd(Ex* ex) {
     if (!Current(ex) || !streaming_ || response_complete_) return;
     response_complete_ = true;
     QueueWrite("0\r\n\r\n");
   }
 
  private:
-  enum class Phase { kIdle, kHeader, kBody, kHandling, kDraining, kLinger, kClosed };
+  enum class Phase { kHandshake, kIdle, kHeader, kBody, kHandling, kDraining, kLinger, kClosed };
 
-  bool Current(Exchange* ex) const {
+  std::shared_ptr<Connection> Self() { return this->shared_from_this(); }
+  // The TCP layer under either stream: its timers bound every read and write above it.
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  bool Current(Ex* ex) const {
     return exchange_ != nullptr && exchange_.get() == ex && !ex->ended && phase_ != Phase::kClosed;
   }
   void KeepAliveDecision() {
     if (server_->stopping.load()) keep_alive_ = false;
   }
 
+  void OnHandshake(beast::error_code ec) {
+    if (phase_ == Phase::kClosed) return;
+    if (ec) {
+      if (IsPlainHttpOnTls(ec)) return RejectPlainHttp();
+      return Close();  // timeout, reset, a bad ClientHello, no common version or cipher
+    }
+    handshake_done_ = true;
+    DoIdleRead();
+  }
+
+  // A plain HTTP request on the TLS port: answer 400 in plain text (what the client can read),
+  // then close like after any error answered mid-request.
+  void RejectPlainHttp() {
+    phase_ = Phase::kLinger;
+    writing_ = SerializeResponse(
+        server_->Error(400, "plain HTTP request sent to a TLS port; use https"), false, true);
+    Tcp().expires_after(Seconds(server_->options.write_timeout_s));
+    net::async_write(Tcp(), net::buffer(writing_),
+                     [self = Self()](beast::error_code ec, size_t) {
+                       if (self->phase_ == Phase::kClosed) return;
+                       if (ec) return self->Close();
+                       self->LingerTcp();
+                     });
+  }
+
   void DoIdleRead() {
-    if (server_->stopping.load()) return Close();
+    if (server_->stopping.load()) return Close(/*notify=*/true);
     phase_ = Phase::kIdle;
     if (buffer_.size() > 0) return DoReadHeader();
-    stream_.expires_after(Seconds(server_->options.idle_timeout_s));
+    Tcp().expires_after(Seconds(server_->options.idle_timeout_s));
     stream_.async_read_some(buffer_.prepare(kWatchReadBytes),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            [self = Self()](beast::error_code ec, size_t n) {
                               if (ec) return self->Close();
                               self->buffer_.commit(n);
                               self->DoReadHeader();
@@ -305,10 +501,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->body_limit(server_->options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     // One deadline for the whole head: a client trickling bytes (slowloris) is cut at it.
-    stream_.expires_after(Seconds(server_->options.header_timeout_s));
+    Tcp().expires_after(Seconds(server_->options.header_timeout_s));
     bhttp::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+        [self = Self()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -318,9 +514,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (EqualsIgnoreCase(std::string_view(req[bhttp::field::expect]), "100-continue") &&
         !parser_->is_done()) {
       continue_.assign("HTTP/1.1 100 Continue\r\n\r\n");
-      stream_.expires_after(Seconds(server_->options.write_timeout_s));
+      Tcp().expires_after(Seconds(server_->options.write_timeout_s));
       net::async_write(stream_, net::buffer(continue_),
-                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                       [self = Self()](beast::error_code ec, size_t) {
                          if (ec) return self->Close();
                          self->DoReadBody();
                        });
@@ -330,9 +526,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void DoReadBody() {
-    stream_.expires_after(Seconds(server_->options.body_timeout_s));
+    Tcp().expires_after(Seconds(server_->options.body_timeout_s));
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                      [self = Self()](beast::error_code ec, size_t) {
                         if (ec) return self->OnReadError(ec);
                         self->Dispatch();
                       });
@@ -353,7 +549,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     phase_ = Phase::kHandling;
     keep_alive_ = false;
     linger_ = true;
-    exchange_ = std::make_shared<Exchange>(server_->weak_from_this(), weak_from_this(), strand());
+    exchange_ = std::make_shared<Ex>(server_->weak_from_this(), this->weak_from_this(), strand());
     head_sent_ = streaming_ = response_complete_ = false;
     method_.clear();
     DoRespond(exchange_.get(), server_->Error(status, std::move(message)));
@@ -377,9 +573,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     req.remote = remote_;
     method_ = req.method;
 
-    exchange_ = std::make_shared<Exchange>(server_->weak_from_this(), weak_from_this(), strand());
+    exchange_ = std::make_shared<Ex>(server_->weak_from_this(), this->weak_from_this(), strand());
     head_sent_ = streaming_ = response_complete_ = false;
-    stream_.expires_never();
+    Tcp().expires_never();
     StartWatch();
 
     const Handler* handler = nullptr;
@@ -430,15 +626,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // While a request is handled, a read on the socket notices a client that goes away (EOF or
-  // reset) so its work can be cancelled; bytes it reads are kept for the next request.
+  // reset) so its work can be cancelled; bytes it reads are kept for the next request. Plain: on
+  // the raw socket, past the tcp_stream's timers. TLS: through the ssl_stream (the bytes must be
+  // decrypted), whose reads Dispatch left without a deadline; asio's ssl::stream allows this read
+  // alongside the response's writes.
   void StartWatch() {
     if (watch_in_flight_ || buffer_.size() >= kMaxReadAhead) return;
     watch_in_flight_ = true;
-    stream_.socket().async_read_some(
-        buffer_.prepare(kWatchReadBytes),
-        net::bind_executor(strand(), [self = shared_from_this()](beast::error_code ec, size_t n) {
-          self->OnWatch(ec, n);
-        }));
+    auto on_read = [self = Self()](beast::error_code ec, size_t n) { self->OnWatch(ec, n); };
+    if constexpr (kTls) {
+      stream_.async_read_some(buffer_.prepare(kWatchReadBytes), std::move(on_read));
+    } else {
+      stream_.socket().async_read_some(buffer_.prepare(kWatchReadBytes),
+                                       net::bind_executor(strand(), std::move(on_read)));
+    }
   }
 
   void OnWatch(beast::error_code ec, size_t n) {
@@ -461,10 +662,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writing_.swap(pending_);
     pending_.clear();
     write_in_flight_ = true;
-    stream_.expires_after(Seconds(server_->options.write_timeout_s));
-    net::async_write(
-        stream_, net::buffer(writing_),
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWrite(ec); });
+    Tcp().expires_after(Seconds(server_->options.write_timeout_s));
+    net::async_write(stream_, net::buffer(writing_),
+                     [self = Self()](beast::error_code ec, size_t) { self->OnWrite(ec); });
   }
 
   void OnWrite(beast::error_code ec) {
@@ -482,14 +682,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       exchange_->on_cancel = nullptr;
       exchange_.reset();
     }
-    stream_.expires_never();
+    Tcp().expires_never();
     if (linger_) return LingeringClose();
-    if (!keep_alive_ || server_->stopping.load()) return Close();
+    if (!keep_alive_ || server_->stopping.load()) return Close(/*notify=*/true);
     if (watch_in_flight_) {
       // The watch read must finish before the next request's read starts.
       phase_ = Phase::kDraining;
       beast::error_code ignored;
-      stream_.socket().cancel(ignored);
+      Tcp().socket().cancel(ignored);
       return;
     }
     DoIdleRead();
@@ -497,57 +697,91 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // After an error answered mid-request (the client may still be sending its body): stop sending,
   // then read and discard for a moment before closing, so that the kernel does not reset the
-  // connection (and destroy our answer) because of unread bytes.
+  // connection (and destroy our answer) because of unread bytes. TLS sends its close_notify first.
   void LingeringClose() {
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kLinger;
+    if constexpr (kTls) {
+      return SendCloseNotify([self = Self()] {
+        if (self->phase_ != Phase::kClosed) self->LingerTcp();
+      });
+    }
+    LingerTcp();
+  }
+  void LingerTcp() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(1));
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().expires_after(std::chrono::seconds(1));
     buffer_.clear();
     DrainRead();
   }
+  // Discards what the client still sends, below TLS if any.
   void DrainRead() {
-    stream_.async_read_some(buffer_.prepare(kWatchReadBytes),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              self->drained_ += n;
-                              if (ec || self->drained_ > kMaxReadAhead * 16) return self->Close();
-                              self->DrainRead();
-                            });
+    Tcp().async_read_some(buffer_.prepare(kWatchReadBytes),
+                          [self = Self()](beast::error_code ec, size_t n) {
+                            self->drained_ += n;
+                            if (ec || self->drained_ > kMaxReadAhead * 16) return self->Close();
+                            self->DrainRead();
+                          });
+  }
+
+  // TLS: sends close_notify without waiting for the client's (SSL_RECEIVED_SHUTDOWN makes
+  // SSL_shutdown complete once ours is out), bounded by kCloseNotifyTimeoutS; then `done`.
+  template <typename F>
+  void SendCloseNotify(F done) {
+    SSL* ssl = stream_.native_handle();
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+    Tcp().expires_after(
+        Seconds(std::min(kCloseNotifyTimeoutS, server_->options.write_timeout_s)));
+    stream_.async_shutdown([done = std::move(done)](beast::error_code) { done(); });
   }
 
   void ClientGone() {
     if (phase_ == Phase::kClosed) return;
-    std::shared_ptr<Exchange> ex = std::move(exchange_);
+    std::shared_ptr<Ex> ex = std::move(exchange_);
     Close();
     if (ex != nullptr && !ex->ended) ex->MarkCancelled();
   }
 
-  void Close() {
+  // `notify`: a graceful close after a complete exchange or while idle; TLS then sends its
+  // close_notify first, and the connection counts as open until it is out.
+  void Close(bool notify = false) {
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kClosed;
     if (exchange_ != nullptr && !exchange_->ended) {
-      std::shared_ptr<Exchange> ex = std::move(exchange_);
+      std::shared_ptr<Ex> ex = std::move(exchange_);
       ex->MarkCancelled();
     }
     exchange_.reset();
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+    if constexpr (kTls) {
+      if (notify && handshake_done_ && !write_in_flight_ && Tcp().socket().is_open()) {
+        return SendCloseNotify([self = Self()] {
+          self->CloseSocket();
+          self->server_->Unregister(self.get());
+        });
+      }
+    }
+    CloseSocket();
     server_->Unregister(this);
   }
+  void CloseSocket() {
+    beast::error_code ignored;
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().close();
+  }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   HttpServer::Impl* server_;
   std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Phase phase_ = Phase::kIdle;
   bool keep_alive_ = true;
+  bool handshake_done_ = false;  // TLS
   std::string method_;
   std::string continue_;
 
-  std::shared_ptr<Exchange> exchange_;
+  std::shared_ptr<Ex> exchange_;
   bool head_sent_ = false;
   bool streaming_ = false;
   bool response_complete_ = false;
@@ -560,53 +794,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool write_in_flight_ = false;
 };
 
-void Exchange::Respond(Response response) {
-  PostRaw([self = shared_from_this(), r = std::move(response)]() mutable {
-    if (auto c = self->conn_.lock()) c->DoRespond(self.get(), std::move(r));
-  });
-}
-void Exchange::StartStream(int status, std::string content_type, Headers headers) {
-  PostRaw(
-      [self = shared_from_this(), status, ct = std::move(content_type), h = std::move(headers)]() {
-        if (auto c = self->conn_.lock()) c->DoStartStream(self.get(), status, ct, h);
-      });
-}
-void Exchange::Write(std::string data) {
-  PostRaw([self = shared_from_this(), d = std::move(data)]() mutable {
-    if (auto c = self->conn_.lock()) c->DoWriteChunk(self.get(), std::move(d));
-  });
-}
-void Exchange::End() {
-  PostRaw([self = shared_from_this()]() {
-    if (auto c = self->conn_.lock()) c->DoEnd(self.get());
-  });
-}
-void Exchange::OnCancel(std::function<void()> fn) {
-  PostRaw([self = shared_from_this(), fn = std::move(fn)]() mutable {
-    if (self->cancelled()) return fn();
-    if (self->ended) return;
-    self->on_cancel = std::move(fn);
-  });
-}
-
-void HttpServer::Impl::Register(const std::shared_ptr<Connection>& c) {
-  std::lock_guard lock(mu);
-  connections[c.get()] = c;
+template <typename Conn>
+void HttpServer::Impl::Launch(std::shared_ptr<Conn> conn) {
+  {
+    std::lock_guard lock(mu);
+    connections[conn.get()] = conn;
+  }
+  net::any_io_executor strand = conn->strand();
+  net::dispatch(strand, [conn = std::move(conn)] { conn->Start(); });
 }
 
 void HttpServer::Impl::Accept() {
-  acceptor->async_accept(net::make_strand(ioc),
-                         [self = this](beast::error_code ec, tcp::socket socket) {
-                           if (self->stopping.load() || !self->acceptor->is_open()) return;
-                           if (!ec) {
-                             beast::error_code ignored;
-                             socket.set_option(tcp::no_delay(true), ignored);
-                             auto conn = std::make_shared<Connection>(std::move(socket), self);
-                             self->Register(conn);
-                             net::dispatch(conn->strand(), [conn] { conn->Start(); });
-                           }
-                           self->Accept();
-                         });
+  acceptor->async_accept(net::make_strand(ioc), [self = this](beast::error_code ec,
+                                                              tcp::socket socket) {
+    if (self->stopping.load() || !self->acceptor->is_open()) return;
+    if (!ec) {
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      if (self->tls != nullptr) {
+        self->Launch(std::make_shared<Connection<TlsStream>>(std::move(socket), self, *self->tls));
+      } else {
+        self->Launch(std::make_shared<Connection<PlainStream>>(std::move(socket), self));
+      }
+    }
+    self->Accept();
+  });
 }
 
 HttpServer::HttpServer(ServerOptions options) : impl_(std::make_shared<Impl>()) {
@@ -623,6 +835,11 @@ void HttpServer::Handle(std::string method, std::string pattern, Handler handler
 
 absl::Status HttpServer::Start() {
   WEFT_CHECK(!started_);
+  if (impl_->options.tls.has_value()) {
+    auto tls = MakeTlsContext(*impl_->options.tls);
+    if (!tls.ok()) return tls.status();
+    impl_->tls = std::move(tls).value();
+  }
   beast::error_code ec;
   auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("bad host '", impl_->options.host, "'"));

@@ -2,8 +2,9 @@
 // HttpServer: a small HTTP/1.1 server on Boost.Asio/Beast with a method+path route table,
 // keep-alive, body limits (413), slowloris-safe header/idle timeouts, chunked streaming responses
 // (SSE) written as they are produced, client-disconnect detection, N I/O threads and graceful
-// shutdown. Handlers run on the connection's strand (an I/O thread) and must not block; they answer
-// through a ResponseWriter, whose methods may be called from any thread (they post to the strand).
+// shutdown, and optional TLS (OpenSSL, TLS 1.2+) on the listener. Handlers run on the connection's
+// strand (an I/O thread) and must not block; they answer through a ResponseWriter, whose methods may
+// be called from any thread (they post to the strand).
 #pragma once
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -76,6 +78,15 @@ class ResponseWriter {
 
 using Handler = std::function<void(const Request&, std::shared_ptr<ResponseWriter>)>;
 
+// The listener's certificate chain and private key, PEM: each from a file, or given in memory (the
+// *_pem field wins when set; for tests). The key must not be encrypted.
+struct TlsOptions {
+  std::string cert_file;  // certificate chain, leaf first
+  std::string key_file;   // the leaf's private key
+  std::string cert_pem;   // in memory instead of cert_file
+  std::string key_pem;    // in memory instead of key_file
+};
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;                   // 0 = an ephemeral port (see HttpServer::port())
@@ -87,6 +98,9 @@ struct ServerOptions {
   double idle_timeout_s = 60;   // keep-alive: end of a response to the next request's first byte
   double write_timeout_s = 60;  // one write (a stalled reader is cut)
   size_t max_pending_write_bytes = 16 << 20;  // queued, unsent response bytes per connection
+  // Set: every connection first does a TLS handshake (TLS 1.2 or 1.3), bounded by header_timeout_s,
+  // then is served exactly like a plain one. A plain HTTP request on the port gets a plain 400.
+  std::optional<TlsOptions> tls;
   // Builds the body of errors the server itself answers (400 malformed HTTP, 404, 405, 413, 431,
   // 503 while shutting down). Default: {"error": {"message": ..., "code": status}}.
   std::function<Response(int status, std::string message)> error_response;
@@ -103,7 +117,8 @@ class HttpServer {
   // "{name}" (captured into Request::params). Exact segments win over captures. Before Start().
   void Handle(std::string method, std::string pattern, Handler handler);
 
-  // Binds, listens and starts the I/O threads. Fails if the address cannot be bound.
+  // Binds, listens and starts the I/O threads. Fails if the address cannot be bound, or (TLS) if
+  // the certificate or key cannot be loaded or do not match (InvalidArgument).
   absl::Status Start();
   uint16_t port() const { return port_; }  // the bound port, after Start()
 
