@@ -51,6 +51,26 @@ bool IsHex64(std::string_view s) {
          });
 }
 
+// Well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 4;
+    if (n == 4 || (n > 0 && i + n >= s.size())) return false;
+    uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+    for (size_t k = 1; k <= n; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 absl::Status Invalid(std::string_view path, std::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(std::string(path), ": ", std::string(message)));
 }
@@ -68,6 +88,7 @@ absl::Status ValidateSource(ModelSource& src, const std::string& path) {
       return Invalid(source_path, "contains a control character");
     }
   }
+  if (!IsUtf8(uri)) return Invalid(source_path, "not valid UTF-8");
   src.hf_org.clear();
   src.hf_repo.clear();
   src.hf_path.clear();
@@ -532,8 +553,13 @@ nlohmann::ordered_json AcceleratorJson(const AcceleratorSpec& a) {
   return {{"kind", a.kind}, {"count", a.count}};
 }
 
-nlohmann::ordered_json EngineJson(const EngineArgs& e) {
+nlohmann::ordered_json EngineJson(const EngineSpec& e) {
   return {{"threads", e.threads}, {"ctx", e.ctx}};
+}
+
+// Never throws: invalid UTF-8 (only in specs that skipped ValidateSpec) becomes U+FFFD.
+std::string Dump(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string Sha256Hex(std::string_view data) {
@@ -744,7 +770,7 @@ absl::StatusOr<DeploymentSpec> SpecFromJsonText(std::string_view text) {
   return SpecFromJson(j);
 }
 
-std::string SpecDigest(const DeploymentSpec& spec) { return Sha256Hex(SpecToJson(spec).dump()); }
+std::string SpecDigest(const DeploymentSpec& spec) { return Sha256Hex(Dump(SpecToJson(spec))); }
 
 std::string ReplicaTemplateDigest(const DeploymentSpec& spec) {
   nlohmann::ordered_json j;
@@ -753,7 +779,7 @@ std::string ReplicaTemplateDigest(const DeploymentSpec& spec) {
   j["quantization"] = QuantizationJson(spec);
   j["accelerator"] = AcceleratorJson(spec.accelerator);
   j["engine"] = EngineJson(spec.engine);
-  return Sha256Hex(j.dump());
+  return Sha256Hex(Dump(j));
 }
 
 bool NeedsRollingUpdate(const DeploymentSpec& before, const DeploymentSpec& after) {

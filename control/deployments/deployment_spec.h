@@ -89,11 +89,11 @@ struct PlacementSpec {
   friend bool operator==(const PlacementSpec&, const PlacementSpec&) = default;
 };
 
-struct EngineArgs {
+struct EngineSpec {
   int32_t threads = 0;  // 0 = the engine's default
   int32_t ctx = 0;      // context length in tokens; 0 = the model's
 
-  friend bool operator==(const EngineArgs&, const EngineArgs&) = default;
+  friend bool operator==(const EngineSpec&, const EngineSpec&) = default;
 };
 
 struct DeploymentSpec {
@@ -106,7 +106,7 @@ struct DeploymentSpec {
   AutoscalingSpec autoscaling;
   PlacementSpec placement;
   std::vector<std::string> tenants;  // tenants allowed to call it; empty = any (sorted, unique)
-  EngineArgs engine;
+  EngineSpec engine;
 
   friend bool operator==(const DeploymentSpec&, const DeploymentSpec&) = default;
 };

@@ -149,6 +149,9 @@ const ErrorCase kErrorCases[] = {
      "0000000000000000000000000000000000000000000000000000000000000000\n",
      "spec.yaml:4: model.sha256: a checkpoint directory has no single checksum"},
     {"name: a\nmodel: \"m\\x01.gguf\"\n", "spec.yaml:2: model.source: contains a control character"},
+    {"name: a\nmodel: ./sto\xb6ries.bin\n", "spec.yaml:2: model.source: not valid UTF-8"},
+    {"name: a\nmodel: ./\xed\xa0\x80.bin\n", "spec.yaml:2: model.source: not valid UTF-8"},
+    {"name: a\nmodel: ./\xc0\xaf.bin\n", "spec.yaml:2: model.source: not valid UTF-8"},
     // adapters
     {"name: a\nmodel: m.gguf\nadapters: [x]\n", "spec.yaml:3: adapters: expected a mapping"},
     {"name: a\nmodel: m.gguf\nadapters:\n  ok: a.gguf\n  \"b c\": b.gguf\n",
@@ -231,6 +234,14 @@ TEST(DeploymentSpecTest, EveryErrorNamesLineAndField) {
     EXPECT_TRUE(msg.starts_with(c.want)) << "yaml:\n" << c.yaml << "got:  " << msg
                                          << "\nwant: " << c.want;
   }
+}
+
+TEST(DeploymentSpecTest, Utf8PathsAreFine) {
+  auto spec = ParseDeploymentSpecYaml("name: a\nmodel: ./modèles/日本/m\xf0\x9f\x98\x80.gguf\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto back = SpecFromJsonText(SpecToJson(*spec).dump());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, *spec);
 }
 
 TEST(DeploymentSpecTest, BriefExampleMessage) {
