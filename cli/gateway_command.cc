@@ -20,6 +20,7 @@
 #include "gateway/metering/ledger.h"
 #include "gateway/metering/sqlite_ledger_store.h"
 #include "gateway/routing/static_route_source.h"
+#include "gateway/routing/watch_route_source.h"
 #ifdef WEFT_HAVE_POSTGRES
 #include "gateway/metering/postgres_ledger_store.h"
 #endif
@@ -108,10 +109,19 @@ int GatewayCommand(int argc, char** argv) {
     return 1;
   }
   o.ledger = *std::move(ledger);
-  auto* routes = new gateway::StaticRouteSource(
-      config.deployments,
-      gateway::StaticRouteSourceOptions{config_path, config_path.empty() ? 0 : config.routes.reload_poll_s});
-  o.routes.reset(routes);
+  gateway::StaticRouteSource* routes = nullptr;  // SIGHUP reloads it
+  if (!config.routes.control_url.empty()) {
+    // Routes from the control plane's watch stream (weft control serves /weft/v1/routes).
+    gateway::WatchRouteSourceOptions wo;
+    wo.control_url = config.routes.control_url;
+    wo.path = "/weft/v1/routes";
+    o.routes = std::make_unique<gateway::WatchRouteSource>(wo);
+  } else {
+    routes = new gateway::StaticRouteSource(
+        config.deployments, gateway::StaticRouteSourceOptions{
+                                config_path, config_path.empty() ? 0 : config.routes.reload_poll_s});
+    o.routes.reset(routes);
+  }
 
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t signals;
@@ -138,7 +148,8 @@ int GatewayCommand(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      absl::Status s = routes->Reload();
+      absl::Status s = routes != nullptr ? routes->Reload()
+                                         : absl::FailedPreconditionError("routes come from control");
       std::fprintf(stderr, "weft gateway: SIGHUP: %s\n",
                    s.ok() ? "routes reloaded" : std::string(s.message()).c_str());
       continue;
