@@ -72,9 +72,11 @@ class RawServer {
     tcp::socket poke(ioc_);  // unblocks accept()
     poke.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_), ignored);
     accept_thread_.join();
-    std::lock_guard lock(mu_);
-    for (auto& s : sockets_) s->shutdown(tcp::socket::shutdown_both, ignored);
-    for (auto& t : threads_) t.join();
+    {
+      std::lock_guard lock(mu_);
+      for (auto& s : sockets_) s->shutdown(tcp::socket::shutdown_both, ignored);
+    }
+    for (auto& t : threads_) t.join();  // no more added: the accept thread is gone
   }
   uint16_t port() const { return port_; }
   int connections() const { return connections_.load(); }
