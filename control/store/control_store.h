@@ -92,9 +92,14 @@ enum class RecordKind { kDeployment = 0, kReplica = 1, kProvider = 2 };
 
 template <typename R>
 constexpr RecordKind KindOf() {
-  if constexpr (std::is_same_v<R, DeploymentRecord>) return RecordKind::kDeployment;
-  if constexpr (std::is_same_v<R, ReplicaRecord>) return RecordKind::kReplica;
-  if constexpr (std::is_same_v<R, ProviderRecord>) return RecordKind::kProvider;
+  if constexpr (std::is_same_v<R, DeploymentRecord>) {
+    return RecordKind::kDeployment;
+  } else if constexpr (std::is_same_v<R, ReplicaRecord>) {
+    return RecordKind::kReplica;
+  } else {
+    static_assert(std::is_same_v<R, ProviderRecord>, "not a control store record type");
+    return RecordKind::kProvider;
+  }
 }
 std::string_view RecordKindName(RecordKind kind);  // "deployment", "replica", "provider"
 const std::string& RecordName(const Record& r);    // its key: name or id

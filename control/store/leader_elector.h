@@ -30,7 +30,7 @@ class LeaderElector {
   // Starts campaigning in the background and returns at once; a standby retries every
   // retry interval. FailedPrecondition when already campaigning.
   virtual absl::Status Campaign(Callback on_change) = 0;
-  // Whether this instance holds leadership now.
+  // Whether this instance holds leadership now (it turns just before on_change runs).
   virtual bool IsLeader() const = 0;
   // Stops campaigning; when leader, calls on_change(false) and then releases the lock, so that no
   // two instances act at once. Blocks until done; idempotent; Campaign may be called again after.

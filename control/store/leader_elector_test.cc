@@ -91,6 +91,8 @@ void CheckHandOver(const ElectorFactory& make) {
   EXPECT_FALSE(a->IsLeader());
   EXPECT_EQ(ta.Get(), (std::vector<bool>{true, false}));
   ASSERT_TRUE(WaitFor([&] { return b->IsLeader(); }, std::chrono::seconds(10)));
+  // IsLeader turns true just before the callback runs.
+  ASSERT_TRUE(WaitFor([&] { return !tb.Get().empty(); }, std::chrono::seconds(10)));
   EXPECT_EQ(tb.Get(), (std::vector<bool>{true}));
   a->Resign();  // idempotent
 
