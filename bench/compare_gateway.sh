@@ -17,13 +17,16 @@
 #
 # Usage: bench/compare_gateway.sh [--rates "1000 5000"] [-d DURATION] [--warmup W] [-r ROUNDS]
 #          [-c OPEN_CONNS] [--max-conns C] [--max-client ratebench|wrk] [--idle N] [--port BASE]
-#          [--io-threads T] [--build DIR] [--perf DIR] [--keep DIR]
+#          [--io-threads T] [--build DIR] [--commit TEXT] [--perf DIR] [--keep DIR]
 # Defaults: rates "1000 5000", -d 10 s per run after --warmup 2 s, -r 3, -c 32 connections (open
 # loop), --max-conns 64 (closed loop, client ratebench), --idle 10000, ports BASE..BASE+2 (default
 # 18180), gateway io_threads 2 (nginx proxy: as many workers), binaries under --build DIR (default
 # build/release): cli/weft and bench/gateway/weft_ratebench. --perf DIR records `perf record -g`
 # of the gateway during one max-throughput run and one run at the highest rate into DIR.
-# --keep DIR keeps configs, logs and JSON there (else a temporary folder is removed).
+# --commit names the measured source in the table (default: this checkout's HEAD, marked when
+# gateway/, base/, api/ or cli/ have uncommitted changes); give it when --build was configured
+# from another source tree (e.g. a `git archive` snapshot). --keep DIR keeps configs, logs and
+# JSON there (else a temporary folder is removed).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,8 +43,9 @@ IO_THREADS=2
 BUILD="$REPO_ROOT/build/release"
 PERF_DIR=""
 KEEP=""
+COMMIT=""
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -56,6 +60,7 @@ while [ $# -gt 0 ]; do
     --io-threads) IO_THREADS="$2"; shift 2 ;;
     --build) BUILD="$2"; shift 2 ;;
     --perf) PERF_DIR="$2"; shift 2 ;;
+    --commit) COMMIT="$2"; shift 2 ;;
     --keep) KEEP="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option $1" >&2; usage 2 ;;
@@ -358,11 +363,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && b != "" && b + 0 > 0) p
 met() { awk -v c="$1" 'BEGIN {if (c == "") print "-"; else if (c + 0) print "**yes**"; else print "no"}'; }
 mb() { awk -v k="$1" 'BEGIN {if (k == "") printf "-"; else printf "%.1f", k * 1024 / 1e6}'; }
 
-COMMIT="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)"
-DIRTY="$(git -C "$REPO_ROOT" status --porcelain -- gateway base api cli 2>/dev/null | head -1)"
+if [ -z "$COMMIT" ]; then
+  COMMIT="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)"
+  if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- gateway base api cli 2>/dev/null | head -1)" ]; then
+    COMMIT="$COMMIT (gateway/base/api/cli modified)"
+  fi
+fi
 echo
 echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), load before" \
-     "$(cut -d' ' -f1-3 /proc/loadavg); weft $COMMIT${DIRTY:+ (gateway/base/api/cli modified)}; nginx" \
+     "$(cut -d' ' -f1-3 /proc/loadavg); weft $COMMIT; nginx" \
      "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')." \
      "Gateway: io_threads $IO_THREADS, key auth, quotas unlimited, ledger on (WAL fsync on $(df --output=fstype "$GW_DIR" | tail -1)), --quiet;" \
      "nginx proxy: $IO_THREADS workers, upstream keepalive. Open loop: $OPEN_CONNS connections, ${DURATION}s after ${WARMUP}s" \
