@@ -17,16 +17,20 @@
 #
 # Usage: bench/compare_gateway.sh [--rates "1000 5000"] [-d DURATION] [--warmup W] [-r ROUNDS]
 #          [-c OPEN_CONNS] [--max-conns C] [--max-client ratebench|wrk] [--idle N] [--port BASE]
-#          [--io-threads T] [--build DIR] [--commit TEXT] [--perf DIR] [--keep DIR]
+#          [--io-threads T] [--gateway-data DIR] [--build DIR] [--commit TEXT] [--perf DIR]
+#          [--keep DIR]
 # Defaults: rates "1000 5000", -d 10 s per run after --warmup 2 s, -r 3, -c 32 connections (open
 # loop), --max-conns 64 (closed loop, client ratebench), --idle 10000, ports BASE..BASE+2 (default
 # 18180), gateway io_threads 2 (nginx proxy: as many workers), binaries under --build DIR (default
-# build/release): cli/weft and bench/gateway/weft_ratebench. --perf DIR records `perf record -g`
-# of the gateway during one max-throughput run and one run at the highest rate into DIR.
-# --commit names the measured source in the table (default: this checkout's HEAD, marked when
-# gateway/, base/, api/ or cli/ have uncommitted changes); give it when --build was configured
-# from another source tree (e.g. a `git archive` snapshot). --keep DIR keeps configs, logs and
-# JSON there (else a temporary folder is removed).
+# build/release): cli/weft and bench/gateway/weft_ratebench.
+# --gateway-data DIR: the gateway's data folder (keys, ledger WAL) there instead of in the work
+#   folder, e.g. on a tmpfs to see what the WAL's fdatasync costs.
+# --commit TEXT: names the measured source in the table (default: this checkout's HEAD, marked when
+#   gateway/, base/, api/ or cli/ have uncommitted changes); give it when --build was configured
+#   from another source tree (e.g. a `git archive` snapshot).
+# --perf DIR: `perf record --call-graph dwarf` of the gateway during the first max-throughput run
+#   and the first run at the highest rate, into DIR.
+# --keep DIR: keeps configs, logs and JSON there (else a temporary folder is removed).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,8 +48,9 @@ BUILD="$REPO_ROOT/build/release"
 PERF_DIR=""
 KEEP=""
 COMMIT=""
+GW_DIR=""
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -61,6 +66,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD="$2"; shift 2 ;;
     --perf) PERF_DIR="$2"; shift 2 ;;
     --commit) COMMIT="$2"; shift 2 ;;
+    --gateway-data) GW_DIR="$2"; shift 2 ;;
     --keep) KEEP="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option $1" >&2; usage 2 ;;
@@ -181,7 +187,10 @@ start_nginx proxy
 wait_http "http://127.0.0.1:$PX_PORT/health"
 
 # --- the gateway: one tenant and key, unlimited quotas, ledger on (default), access log off ---
-GW_DIR="$WORK/gateway"
+GW_DIR="${GW_DIR:-$WORK/gateway}"
+if [ -e "$GW_DIR" ] && [ -n "$(ls -A "$GW_DIR")" ]; then
+  echo "compare_gateway: $GW_DIR is not empty" >&2; exit 1
+fi
 mkdir -p "$GW_DIR"
 KEY="$("$WEFT" keys create --data "$GW_DIR" --tenant bench --deployments bench 2>"$GW_DIR/keys.log" | tail -1)"
 [ -n "$KEY" ] || { echo "compare_gateway: weft keys create failed:" >&2; cat "$GW_DIR/keys.log" >&2; exit 1; }
@@ -233,7 +242,7 @@ PERF_PID=""
 perf_start() {  # NAME
   [ -n "$PERF_DIR" ] || return 0
   mkdir -p "$PERF_DIR"
-  perf record -g -F 999 -p "$GW_PID" -o "$PERF_DIR/$1.perf.data" >"$PERF_DIR/$1.perf.log" 2>&1 &
+  perf record --call-graph dwarf,16384 -F 499 -p "$GW_PID" -o "$PERF_DIR/$1.perf.data" >"$PERF_DIR/$1.perf.log" 2>&1 &
   PERF_PID=$!
   sleep 0.5
 }
