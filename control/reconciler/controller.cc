@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/reconciler/controller.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "control/reconciler/http_fetch.h"
+
+namespace weft::control {
+
+namespace {
+
+std::optional<api::LoadReport> FetchLoadOverHttp(const std::string& endpoint) {
+  FetchRequest req;
+  req.url = endpoint + "/weft/v1/load";
+  req.timeout_ms = 500;
+  absl::StatusOr<FetchResponse> r = HttpFetch(req);
+  if (!r.ok() || r->status != 200) return std::nullopt;
+  absl::StatusOr<api::LoadReport> load = api::ParseLoadReport(r->body);
+  if (!load.ok()) return std::nullopt;
+  return *load;
+}
+
+ReplicaId RandomId(const std::string& deployment) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrFormat("%s-%08x", deployment, static_cast<uint32_t>(rng()));
+}
+
+}  // namespace
+
+Controller::Controller(ControlStore* store, std::vector<ProviderEntry> providers,
+                       ControllerOptions options)
+    : store_(store), options_(std::move(options)) {
+  for (ProviderEntry& e : providers) {
+    ProviderRuntime p;
+    p.entry = std::move(e);
+    providers_.push_back(std::move(p));
+  }
+  if (!options_.fetch_load) options_.fetch_load = FetchLoadOverHttp;
+  if (!options_.new_id) options_.new_id = RandomId;
+}
+
+Controller::~Controller() { Stop(); }
+
+int64_t Controller::Now() const {
+  if (options_.now_ms) return options_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Controller::ProviderRuntime* Controller::FindProvider(const std::string& name) {
+  for (ProviderRuntime& p : providers_) {
+    if (p.entry.name == name) return &p;
+  }
+  return nullptr;
+}
+
+absl::Status Controller::Init() {
+  return store_->Transaction([&](ControlTxn& txn) -> absl::Status {
+    for (const ProviderRuntime& p : providers_) {
+      auto existing = txn.Get<ProviderRecord>(p.entry.name);
+      if (!existing.ok()) return existing.status();
+      ProviderRecord rec;
+      if (existing->has_value()) rec = **existing;
+      rec.name = p.entry.name;
+      rec.kind = p.entry.kind;
+      rec.version = kAnyVersion;
+      auto put = txn.Put<ProviderRecord>(std::move(rec));
+      if (!put.ok()) return put.status();
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Controller::Event(const std::string& object, const std::string& message) {
+  EventRecord e;
+  e.object = object;
+  e.message = message;
+  return store_->AppendEvent(std::move(e)).status();
+}
+
+absl::Status Controller::AdjustCounters(const std::string& provider, int64_t successes,
+                                        int64_t failures) {
+  if (successes == 0 && failures == 0) return absl::OkStatus();
+  return store_->Transaction([&](ControlTxn& txn) -> absl::Status {
+    auto rec = txn.Get<ProviderRecord>(provider);
+    if (!rec.ok()) return rec.status();
+    if (!rec->has_value()) return absl::OkStatus();
+    ProviderRecord r = **rec;
+    r.successes += successes;
+    r.failures += failures;
+    return txn.Put<ProviderRecord>(std::move(r)).status();
+  });
+}
+
+void Controller::RecordFailure(ProviderRuntime* p, int64_t now, const std::string& why) {
+  if (p == nullptr) return;
+  p->failures_ms.push_back(now);
+  (void)AdjustCounters(p->entry.name, 0, 1);
+  (void)why;
+}
+
+absl::StatusOr<Plan> Controller::Tick() {
+  const int64_t now = Now();
+  ticks_++;
+
+  // 1. Observe the providers.
+  for (ProviderRuntime& p : providers_) {
+    p.health = p.entry.provider->Health();
+    absl::StatusOr<std::vector<ReplicaStatus>> list = p.entry.provider->List();
+    p.listed = list.ok();
+    p.list = list.ok() ? std::move(*list) : std::vector<ReplicaStatus>{};
+    if (!list.ok() && p.health.ok) p.health = {false, std::string(list.status().message())};
+    absl::StatusOr<ProviderCapacity> cap = p.entry.provider->Capacity();
+    p.capacity = cap.ok() ? std::optional<ProviderCapacity>(std::move(*cap)) : std::nullopt;
+    std::erase_if(p.failures_ms,
+                  [&](int64_t t) { return now - t > options_.failure_window_ms; });
+  }
+
+  // 2. Read the store.
+  std::vector<DeploymentRecord> deployments;
+  std::vector<ReplicaRecord> replicas;
+  std::vector<ProviderRecord> provider_records;
+  absl::Status read = store_->Transaction([&](ControlTxn& txn) -> absl::Status {
+    auto d = txn.List<DeploymentRecord>();
+    if (!d.ok()) return d.status();
+    auto r = txn.List<ReplicaRecord>();
+    if (!r.ok()) return r.status();
+    auto p = txn.List<ProviderRecord>();
+    if (!p.ok()) return p.status();
+    deployments = std::move(*d);
+    replicas = std::move(*r);
+    provider_records = std::move(*p);
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
+
+  // 3. Refresh replica phases from the providers.
+  std::set<std::string> known_ids;
+  for (ReplicaRecord& r : replicas) {
+    known_ids.insert(r.id);
+    if (r.phase == ReplicaPhase::kGone) continue;
+    ProviderRuntime* p = FindProvider(r.provider);
+    ReplicaRecord before = r;
+    bool success = false, failure = false;
+    if (p == nullptr) {
+      if (IsLive(r.phase)) {
+        r.phase = ReplicaPhase::kFailed;
+        r.failure_reason = "unknown provider " + r.provider;
+      } else if (r.phase == ReplicaPhase::kDraining) {
+        r.phase = ReplicaPhase::kGone;
+      }
+    } else if (!p->listed) {
+      if (IsLive(r.phase)) {
+        r.phase = ReplicaPhase::kFailed;
+        r.failure_reason = absl::StrCat("provider unreachable: ", p->health.reason);
+        failure = true;
+      }
+    } else {
+      const ReplicaStatus* st = nullptr;
+      for (const ReplicaStatus& s : p->list) {
+        if (s.id == r.id) st = &s;
+      }
+      if (st == nullptr) {
+        if (IsLive(r.phase)) {
+          r.phase = ReplicaPhase::kFailed;
+          r.failure_reason = "vanished from its provider";
+          failure = true;
+        } else {
+          r.phase = ReplicaPhase::kGone;  // draining or failed, and no longer held
+        }
+      } else {
+        if (!st->endpoint.empty()) r.endpoint = st->endpoint;
+        switch (st->phase) {
+          case ReplicaPhase::kPending:
+          case ReplicaPhase::kStarting:
+            if (r.phase == ReplicaPhase::kPending) r.phase = ReplicaPhase::kStarting;
+            break;
+          case ReplicaPhase::kReady:
+            if (r.phase == ReplicaPhase::kPending || r.phase == ReplicaPhase::kStarting) {
+              r.phase = ReplicaPhase::kReady;
+              success = true;
+            }
+            break;
+          case ReplicaPhase::kFailed:
+            if (IsLive(r.phase)) {
+              r.phase = ReplicaPhase::kFailed;
+              r.failure_reason = st->failure_reason.empty() ? "failed" : st->failure_reason;
+              failure = true;
+            }
+            break;
+          case ReplicaPhase::kDraining:
+            r.phase = ReplicaPhase::kDraining;
+            break;
+          case ReplicaPhase::kGone:
+            r.phase = ReplicaPhase::kGone;
+            break;
+        }
+      }
+    }
+    if (r.phase == before.phase && r.endpoint == before.endpoint &&
+        r.failure_reason == before.failure_reason) {
+      continue;
+    }
+    absl::StatusOr<ReplicaRecord> put = store_->Put<ReplicaRecord>(r);
+    if (!put.ok()) {
+      r = before;  // someone else wrote it; next tick
+      continue;
+    }
+    r = *put;
+    if (success) {
+      (void)AdjustCounters(r.provider, 1, 0);
+      (void)Event("replica/" + r.id, absl::StrCat("ready at ", r.endpoint));
+    }
+    if (failure) {
+      RecordFailure(p, now, r.failure_reason);
+      (void)Event("replica/" + r.id, "failed: " + r.failure_reason);
+    }
+    if (r.phase == ReplicaPhase::kGone && before.phase != ReplicaPhase::kGone) {
+      (void)Event("replica/" + r.id, "gone");
+    }
+  }
+  // Replicas a provider holds that the store does not know (left over from a crash): terminate.
+  for (ProviderRuntime& p : providers_) {
+    for (const ReplicaStatus& s : p.list) {
+      if (known_ids.count(s.id) || s.phase == ReplicaPhase::kDraining) continue;
+      if (p.entry.provider->Terminate(s.id).ok()) {
+        (void)Event("replica/" + s.id, "terminated: unknown to the store");
+      }
+    }
+  }
+
+  // 4. Deployments: specs, generations, autoscaling.
+  std::vector<DesiredDeployment> desired;
+  std::set<std::string> skipped;  // specs that do not parse: their replicas are left alone
+  std::set<std::string> seen;
+  for (const DeploymentRecord& d : deployments) {
+    seen.insert(d.name);
+    const size_t first = d.spec.find_first_not_of(" \t\r\n");
+    absl::StatusOr<DeploymentSpec> spec = first != std::string::npos && d.spec[first] == '{'
+                                              ? SpecFromJsonText(d.spec)
+                                              : ParseDeploymentSpecYaml(d.spec, d.name);
+    if (!spec.ok()) {
+      skipped.insert(d.name);
+      continue;
+    }
+    DeploymentState& st = deployments_[d.name];
+    if (st.autoscaler == nullptr) {
+      st.generation = d.generation;
+      st.spec = *spec;
+      st.autoscaler = std::make_unique<Autoscaler>(spec->autoscaling, spec->replicas);
+      st.desired = spec->replicas.min;
+    } else if (st.generation != d.generation) {
+      if (!NeedsRollingUpdate(st.spec, *spec)) {
+        // Relabel the replicas of the previous generation: nothing about them changes.
+        for (ReplicaRecord& r : replicas) {
+          if (r.deployment != d.name || r.spec_generation != st.generation) continue;
+          ReplicaRecord updated = r;
+          updated.spec_generation = d.generation;
+          absl::StatusOr<ReplicaRecord> put = store_->Put<ReplicaRecord>(updated);
+          if (put.ok()) r = *put;
+        }
+      }
+      st.generation = d.generation;
+      st.spec = *spec;
+      st.autoscaler->UpdateSpec(spec->autoscaling, spec->replicas);
+    }
+    const int32_t floor = spec->autoscaling.scale_to_zero ? 0 : spec->replicas.min;
+    st.desired = std::clamp(st.desired, floor, std::max(spec->replicas.max, floor));
+
+    const int64_t period_ms = std::max<int64_t>(1, spec->autoscaling.evaluation_period_s) * 1000;
+    if (!d.deleted && (st.last_eval_ms < 0 || now - st.last_eval_ms >= period_ms)) {
+      st.last_eval_ms = now;
+      AutoscalerInput in;
+      in.now_ms = now;
+      std::vector<api::LoadReport> loads;
+      for (const ReplicaRecord& r : replicas) {
+        if (r.deployment != d.name) continue;
+        if (r.phase == ReplicaPhase::kReady) {
+          in.ready_replicas++;
+          if (std::optional<api::LoadReport> l = options_.fetch_load(r.endpoint)) {
+            loads.push_back(*l);
+          }
+        } else if (r.phase == ReplicaPhase::kPending || r.phase == ReplicaPhase::kStarting) {
+          in.starting_replicas++;
+        }
+      }
+      in.loads = loads;
+      ScaleDecision decision = st.autoscaler->Evaluate(in);
+      const int32_t next = std::clamp(decision.desired, floor, std::max(spec->replicas.max, floor));
+      if (next != st.desired) {
+        (void)Event("deployment/" + d.name,
+                    absl::StrCat("scale ", st.desired, " -> ", next, ": ", decision.reason));
+        st.desired = next;
+      }
+    }
+    desired.push_back({.name = d.name,
+                       .generation = d.generation,
+                       .spec = *spec,
+                       .deleted = d.deleted,
+                       .desired_replicas = st.desired});
+  }
+  std::erase_if(deployments_, [&](const auto& kv) { return !seen.count(kv.first); });
+
+  // 5. Providers as the planner sees them.
+  std::vector<ProviderState> states;
+  for (ProviderRuntime& p : providers_) {
+    ProviderState s;
+    s.view.name = p.entry.name;
+    s.view.kind = p.entry.kind;
+    int64_t successes = 0, failures = 0;
+    for (const ProviderRecord& rec : provider_records) {
+      if (rec.name != p.entry.name) continue;
+      s.view.degraded = rec.degraded;
+      successes = rec.successes;
+      failures = rec.failures;
+    }
+    s.view.reliability =
+        static_cast<double>(successes + 1) / static_cast<double>(successes + failures + 2);
+    if (p.capacity) {
+      s.view.regions = p.capacity->regions;
+      double price = 0;
+      bool first = true;
+      for (const AcceleratorSlots& a : p.capacity->accelerators) {
+        s.view.accelerators.push_back(a.kind);
+        s.view.free_slots += a.free;
+        if (first || a.usd_per_hour < price) price = a.usd_per_hour;
+        first = false;
+      }
+      s.view.usd_per_hour = price;
+    }
+    s.healthy = p.health.ok && p.listed && p.capacity.has_value();
+    s.reason = p.health.reason;
+    s.recent_failures = static_cast<int32_t>(p.failures_ms.size());
+    states.push_back(std::move(s));
+  }
+
+  std::vector<ReplicaRecord> planned;
+  for (const ReplicaRecord& r : replicas) {
+    if (!skipped.count(r.deployment)) planned.push_back(r);
+  }
+  Plan plan = PlanReconcile(desired, planned, states, options_.new_id, options_.plan);
+
+  // 6. Apply.
+  for (const MarkDegradedAction& a : plan.degrade) {
+    (void)store_->Transaction([&](ControlTxn& txn) -> absl::Status {
+      auto rec = txn.Get<ProviderRecord>(a.provider);
+      if (!rec.ok()) return rec.status();
+      if (!rec->has_value()) return absl::OkStatus();
+      ProviderRecord r = **rec;
+      r.degraded = a.degraded;
+      return txn.Put<ProviderRecord>(std::move(r)).status();
+    });
+    (void)Event("provider/" + a.provider,
+                absl::StrCat(a.degraded ? "degraded: " : "no longer degraded: ", a.reason));
+  }
+  for (const ReplicaId& id : plan.forget) {
+    (void)store_->Delete<ReplicaRecord>(id);
+  }
+  for (const TerminateAction& a : plan.terminate) {
+    ProviderRuntime* p = FindProvider(a.provider);
+    if (p != nullptr && !p->entry.provider->Terminate(a.replica).ok()) continue;  // retried
+    for (ReplicaRecord& r : replicas) {
+      if (r.id != a.replica) continue;
+      ReplicaRecord updated = r;
+      updated.phase = p == nullptr ? ReplicaPhase::kGone : ReplicaPhase::kDraining;
+      if (store_->Put<ReplicaRecord>(updated).ok()) {
+        (void)Event("replica/" + a.replica, "terminating: " + a.reason);
+      }
+    }
+  }
+  for (const ProvisionAction& a : plan.provision) {
+    const DesiredDeployment* d = nullptr;
+    for (const DesiredDeployment& x : desired) {
+      if (x.name == a.deployment) d = &x;
+    }
+    ProviderRuntime* p = FindProvider(a.provider);
+    if (d == nullptr || p == nullptr) continue;
+    ReplicaRecord rec;
+    rec.id = a.replica;
+    rec.deployment = a.deployment;
+    rec.provider = a.provider;
+    rec.phase = ReplicaPhase::kPending;
+    rec.spec_generation = a.generation;
+    rec.version = kCreate;
+    absl::StatusOr<ReplicaRecord> created = store_->Put<ReplicaRecord>(rec);
+    if (!created.ok()) continue;
+    rec = *created;
+
+    ReplicaSpec spec;
+    spec.id = a.replica;
+    spec.deployment = a.deployment;
+    absl::StatusOr<std::string> model =
+        options_.resolve_model ? options_.resolve_model(d->spec) : d->spec.model.uri;
+    for (const auto& [name, src] : d->spec.adapters) spec.adapters[name] = src.uri;
+    spec.engine.threads = d->spec.engine.threads;
+    spec.engine.ctx = d->spec.engine.ctx;
+    spec.accelerator = d->spec.accelerator.kind;
+    spec.accelerator_count = d->spec.accelerator.count;
+    absl::StatusOr<ReplicaStatus> st =
+        model.ok() ? (spec.model_path = *model, p->entry.provider->Provision(spec))
+                   : absl::StatusOr<ReplicaStatus>(model.status());
+    if (st.ok()) {
+      rec.phase = st->phase == ReplicaPhase::kReady ? ReplicaPhase::kStarting : st->phase;
+      if (rec.phase == ReplicaPhase::kPending) rec.phase = ReplicaPhase::kStarting;
+      rec.endpoint = st->endpoint;
+      (void)Event("replica/" + a.replica,
+                  absl::StrCat("provisioned on ", a.provider, " (generation ", a.generation, ")"));
+    } else {
+      rec.phase = ReplicaPhase::kFailed;
+      rec.failure_reason = absl::StrCat("provision: ", st.status().message());
+      RecordFailure(p, now, rec.failure_reason);
+      (void)Event("replica/" + a.replica, rec.failure_reason);
+    }
+    (void)store_->Put<ReplicaRecord>(rec);
+  }
+  for (const std::string& name : plan.remove_deployments) {
+    if (store_->Delete<DeploymentRecord>(name).ok()) {
+      (void)Event("deployment/" + name, "removed");
+      deployments_.erase(name);
+    }
+  }
+  for (const auto& [name, status] : plan.status) {
+    for (const DeploymentRecord& d : deployments) {
+      if (d.name != name || d.status == status) continue;
+      DeploymentRecord updated = d;
+      updated.status = status;
+      (void)store_->Put<DeploymentRecord>(std::move(updated));
+    }
+  }
+  return plan;
+}
+
+void Controller::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Controller::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Controller::Loop() {
+  const auto interval = std::chrono::duration<double>(options_.tick_interval_s);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    (void)Tick();
+    lock.lock();
+    cv_.wait_for(lock, interval, [&] { return stop_; });
+  }
+}
+
+}  // namespace weft::control

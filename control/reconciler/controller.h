@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+// Controller: the control loop. Each tick it reads the store, refreshes replica phases from every
+// provider's List() (a provider that cannot be listed fails its live replicas as unreachable),
+// runs one Autoscaler per deployment on the load reports of ready replicas, plans with
+// PlanReconcile and applies the plan (store writes + provider calls), recording events, provider
+// reliability (successes/failures) and degraded flags.
+//
+// Ownership: the controller borrows the store and the providers (they outlive it). Threads: Tick()
+// may be called by hand (tests: with a fake clock, from one thread), or Start() runs it every
+// tick_interval on a thread of its own; Stop() joins it. Only the leader should run it.
+//
+// Spec changes that do not need new replicas (replicas, autoscaling, tenants...) bump the
+// deployment's generation; replicas built for the previous generation are relabelled in place when
+// this controller saw that previous spec (a restarted controller rolls them, which is safe).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/load_report.h"
+#include "control/autoscaler/autoscaler.h"
+#include "control/providers/provider.h"
+#include "control/reconciler/plan.h"
+#include "control/store/control_store.h"
+
+namespace weft::control {
+
+struct ControllerOptions {
+  double tick_interval_s = 0.5;
+  // The clock (ms, any epoch, must not go backwards); empty = steady clock.
+  std::function<int64_t()> now_ms;
+  // Load report of the replica at `endpoint`; nullopt when unavailable. Empty = GET
+  // <endpoint>/weft/v1/load with a 500 ms deadline.
+  std::function<std::optional<api::LoadReport>(const std::string& endpoint)> fetch_load;
+  ReplicaIdGenerator new_id;  // empty = "<deployment>-<8 random hex>"
+  // Resolves a spec's model source into a local path for the provider; empty = the URI as is.
+  std::function<absl::StatusOr<std::string>(const DeploymentSpec&)> resolve_model;
+  int64_t failure_window_ms = 120000;  // failures counted for the degraded flag
+  PlanOptions plan;
+};
+
+struct ProviderEntry {
+  std::string name;
+  std::string kind;  // "local", "fake", ...
+  Provider* provider = nullptr;
+};
+
+class Controller {
+ public:
+  Controller(ControlStore* store, std::vector<ProviderEntry> providers,
+             ControllerOptions options = {});
+  ~Controller();  // Stop()
+
+  // Registers the providers in the store (ProviderRecord upsert, keeping measured counters).
+  absl::Status Init();
+  // One iteration. Returns the plan it applied (for tests and logs).
+  absl::StatusOr<Plan> Tick();
+
+  void Start();  // runs Tick every tick_interval_s on a thread of its own
+  void Stop();   // idempotent; joins
+
+  int64_t ticks() const { return ticks_.load(); }
+
+ private:
+  struct DeploymentState {
+    int64_t generation = 0;
+    DeploymentSpec spec;
+    std::unique_ptr<Autoscaler> autoscaler;
+    int32_t desired = 0;
+    int64_t last_eval_ms = -1;
+  };
+  struct ProviderRuntime {
+    ProviderEntry entry;
+    std::vector<int64_t> failures_ms;  // recent failure times
+    bool listed = false;               // last List() succeeded
+    std::vector<ReplicaStatus> list;
+    std::optional<ProviderCapacity> capacity;
+    ProviderHealth health;
+  };
+
+  int64_t Now() const;
+  ProviderRuntime* FindProvider(const std::string& name);
+  void RecordFailure(ProviderRuntime* p, int64_t now, const std::string& why);
+  absl::Status Event(const std::string& object, const std::string& message);
+  absl::Status AdjustCounters(const std::string& provider, int64_t successes, int64_t failures);
+  void Loop();
+
+  ControlStore* const store_;
+  ControllerOptions options_;
+  std::vector<ProviderRuntime> providers_;
+  std::map<std::string, DeploymentState> deployments_;
+  std::atomic<int64_t> ticks_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace weft::control
