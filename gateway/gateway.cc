@@ -652,6 +652,7 @@ absl::Status Gateway::Start() {
   so.max_body_bytes = c.limits.max_body_bytes;
   so.header_timeout_s = c.limits.header_timeout_s;
   so.idle_timeout_s = c.limits.idle_timeout_s;
+  if (c.tls) so.tls = http::TlsOptions{.cert_file = c.tls->cert, .key_file = c.tls->key};
   so.error_response = [](int status, std::string message) {
     return ErrorResponse(status, "invalid_request_error", std::move(message));
   };

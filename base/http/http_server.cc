@@ -101,8 +101,8 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const TlsOptions& o
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
                    ssl::context::single_dh_use);
-  SSL_CTX_set_options(h, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      h, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(h, kTls12Ciphers) != 1) {
     ERR_clear_error();
@@ -110,8 +110,7 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const TlsOptions& o
   }
   SSL_CTX_set_alpn_select_cb(h, SelectAlpn, nullptr);
   // An encrypted key fails to load instead of OpenSSL prompting on the terminal.
-  ctx->set_password_callback(
-      [](size_t, ssl::context::password_purpose) { return std::string(); });
+  ctx->set_password_callback([](size_t, ssl::context::password_purpose) { return std::string(); });
 
   beast::error_code ec;
   if (!o.cert_pem.empty()) {
@@ -474,12 +473,11 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     writing_ = SerializeResponse(
         server_->Error(400, "plain HTTP request sent to a TLS port; use https"), false, true);
     Tcp().expires_after(Seconds(server_->options.write_timeout_s));
-    net::async_write(Tcp(), net::buffer(writing_),
-                     [self = Self()](beast::error_code ec, size_t) {
-                       if (self->phase_ == Phase::kClosed) return;
-                       if (ec) return self->Close();
-                       self->LingerTcp();
-                     });
+    net::async_write(Tcp(), net::buffer(writing_), [self = Self()](beast::error_code ec, size_t) {
+      if (self->phase_ == Phase::kClosed) return;
+      if (ec) return self->Close();
+      self->LingerTcp();
+    });
   }
 
   void DoIdleRead() {
@@ -502,9 +500,8 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     // One deadline for the whole head: a client trickling bytes (slowloris) is cut at it.
     Tcp().expires_after(Seconds(server_->options.header_timeout_s));
-    bhttp::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = Self()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = Self()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -527,11 +524,10 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
 
   void DoReadBody() {
     Tcp().expires_after(Seconds(server_->options.body_timeout_s));
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = Self()](beast::error_code ec, size_t) {
-                        if (ec) return self->OnReadError(ec);
-                        self->Dispatch();
-                      });
+    bhttp::async_read(stream_, buffer_, *parser_, [self = Self()](beast::error_code ec, size_t) {
+      if (ec) return self->OnReadError(ec);
+      self->Dispatch();
+    });
   }
 
   void OnReadError(beast::error_code ec) {
@@ -731,8 +727,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   void SendCloseNotify(F done) {
     SSL* ssl = stream_.native_handle();
     SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
-    Tcp().expires_after(
-        Seconds(std::min(kCloseNotifyTimeoutS, server_->options.write_timeout_s)));
+    Tcp().expires_after(Seconds(std::min(kCloseNotifyTimeoutS, server_->options.write_timeout_s)));
     stream_.async_shutdown([done = std::move(done)](beast::error_code) { done(); });
   }
 

@@ -3,8 +3,8 @@
 // keep-alive, body limits (413), slowloris-safe header/idle timeouts, chunked streaming responses
 // (SSE) written as they are produced, client-disconnect detection, N I/O threads and graceful
 // shutdown, and optional TLS (OpenSSL, TLS 1.2+) on the listener. Handlers run on the connection's
-// strand (an I/O thread) and must not block; they answer through a ResponseWriter, whose methods may
-// be called from any thread (they post to the strand).
+// strand (an I/O thread) and must not block; they answer through a ResponseWriter, whose methods
+// may be called from any thread (they post to the strand).
 #pragma once
 
 #include <atomic>
@@ -79,12 +79,13 @@ class ResponseWriter {
 using Handler = std::function<void(const Request&, std::shared_ptr<ResponseWriter>)>;
 
 // The listener's certificate chain and private key, PEM: each from a file, or given in memory (the
-// *_pem field wins when set; for tests). The key must not be encrypted.
+// *_pem field wins when set; for tests). The key must not be encrypted. (The "= {}" lets a
+// designated initializer name only the pair it uses.)
 struct TlsOptions {
-  std::string cert_file;  // certificate chain, leaf first
-  std::string key_file;   // the leaf's private key
-  std::string cert_pem;   // in memory instead of cert_file
-  std::string key_pem;    // in memory instead of key_file
+  std::string cert_file = {};  // certificate chain, leaf first
+  std::string key_file = {};   // the leaf's private key
+  std::string cert_pem = {};   // in memory instead of cert_file
+  std::string key_pem = {};    // in memory instead of key_file
 };
 
 struct ServerOptions {

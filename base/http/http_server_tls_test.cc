@@ -106,7 +106,8 @@ class TlsClient {
       SSL_CTX_set_min_proto_version(ctx_.native_handle(), 0);
       SSL_CTX_set_max_proto_version(ctx_.native_handle(), max_version);
       // Let OpenSSL build an old ClientHello at all (the server is what must refuse it).
-      if (max_version < TLS1_2_VERSION) SSL_CTX_set_cipher_list(ctx_.native_handle(), "ALL:@SECLEVEL=0");
+      if (max_version < TLS1_2_VERSION)
+        SSL_CTX_set_cipher_list(ctx_.native_handle(), "ALL:@SECLEVEL=0");
     }
     stream_.emplace(ioc_, ctx_);
     if (!ca_pem.empty()) stream_->set_verify_callback(ssl::host_name_verification("localhost"));
@@ -146,8 +147,7 @@ class TlsClient {
     return Run([&](auto h) { bhttp::async_read(*stream_, buffer_, res, std::move(h)); });
   }
 
-  bhttp::response<bhttp::string_body> Request(const std::string& method,
-                                              const std::string& target,
+  bhttp::response<bhttp::string_body> Request(const std::string& method, const std::string& target,
                                               const std::string& body = "",
                                               bool keep_alive = true) {
     bhttp::response<bhttp::string_body> res;
@@ -163,11 +163,11 @@ class TlsClient {
     char buf[4096];
     size_t n = 0;
     beast::error_code ec = Run([&](auto h) {
-      stream_->async_read_some(net::buffer(buf), [&n, h = std::move(h)](beast::error_code e,
-                                                                          size_t k) mutable {
-        n = k;
-        h(e);
-      });
+      stream_->async_read_some(net::buffer(buf),
+                               [&n, h = std::move(h)](beast::error_code e, size_t k) mutable {
+                                 n = k;
+                                 h(e);
+                               });
     });
     if (got != nullptr) got->append(buf, n);
     return ec;
@@ -199,8 +199,7 @@ class TlsClient {
 
 // A plain TCP connection: sends `bytes` and returns all it gets until the server closes (or
 // `timeout_s`); `closed` tells which.
-std::string PlainExchange(uint16_t port, const std::string& bytes, double timeout_s,
-                          bool* closed) {
+std::string PlainExchange(uint16_t port, const std::string& bytes, double timeout_s, bool* closed) {
   net::io_context ioc;
   beast::tcp_stream s(ioc);
   s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
@@ -252,12 +251,7 @@ class HttpServerTlsTest : public ::testing::Test {
     delete other_key_pem_;
   }
 
-  static TlsOptions InMemory() {
-    TlsOptions tls;
-    tls.cert_pem = *cert_pem_;
-    tls.key_pem = *key_pem_;
-    return tls;
-  }
+  static TlsOptions InMemory() { return TlsOptions{.cert_pem = *cert_pem_, .key_pem = *key_pem_}; }
 
   void StartServer(ServerOptions options = {}) {
     if (!options.tls) options.tls = InMemory();
@@ -449,7 +443,7 @@ TEST_F(HttpServerTlsTest, CertificateAndKeyFromFiles) {
   std::ofstream(cert) << *cert_pem_;
   std::ofstream(key) << *key_pem_;
   ServerOptions options;
-  options.tls = TlsOptions{cert, key, "", ""};
+  options.tls = TlsOptions{.cert_file = cert, .key_file = key};
   StartServer(options);
   TlsClient c(*cert_pem_);
   ASSERT_FALSE(c.ConnectAndHandshake(server_->port()));
@@ -483,7 +477,8 @@ TEST_F(HttpServerTlsTest, BadCertificateOrKeyFailsStart) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), HasSubstr("private key"));
 
-  st = start_with(TlsOptions{"/nonexistent/cert.pem", "/nonexistent/key.pem", "", ""});
+  st = start_with(
+      TlsOptions{.cert_file = "/nonexistent/cert.pem", .key_file = "/nonexistent/key.pem"});
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), HasSubstr("/nonexistent/cert.pem"));
 
