@@ -11,9 +11,12 @@ namespace weft::control {
 
 std::string_view ScaleDirectionName(ScaleDirection d) {
   switch (d) {
-    case ScaleDirection::kNone: return "none";
-    case ScaleDirection::kUp: return "up";
-    case ScaleDirection::kDown: return "down";
+    case ScaleDirection::kNone:
+      return "none";
+    case ScaleDirection::kUp:
+      return "up";
+    case ScaleDirection::kDown:
+      return "down";
   }
   return "unknown";
 }
@@ -103,13 +106,13 @@ ScaleDecision Autoscaler::Evaluate(const AutoscalerInput& in) {
         by_slo = std::max(ready + 1, static_cast<int32_t>(std::ceil(ready * factor - 1e-9)));
       }
       rec = std::max(rec, by_slo);
-      absl::StrAppend(&why, absl::StrFormat("; TTFT p95 %.0f ms > SLO %d ms", *in.ttft_p95_ms,
-                                            slo));
+      absl::StrAppend(&why,
+                      absl::StrFormat("; TTFT p95 %.0f ms > SLO %d ms", *in.ttft_p95_ms, slo));
       if (in.starting_replicas > 0) absl::StrAppend(&why, " (waiting for starting replicas)");
     } else if (slo_near && rec < current) {
       rec = current;
-      absl::StrAppend(&why, absl::StrFormat("; TTFT p95 %.0f ms near SLO %d ms: hold",
-                                            *in.ttft_p95_ms, slo));
+      absl::StrAppend(
+          &why, absl::StrFormat("; TTFT p95 %.0f ms near SLO %d ms: hold", *in.ttft_p95_ms, slo));
     }
   }
   if (pending > 0) rec = std::max(rec, floor_active);  // from zero: a held request needs a replica

@@ -23,9 +23,9 @@
 namespace weft::control {
 
 struct AutoscalerInput {
-  int64_t now_ms = 0;              // any monotonic clock; must not go backwards
-  int32_t ready_replicas = 0;      // serving
-  int32_t starting_replicas = 0;   // provisioned, not ready yet (pending counts here too)
+  int64_t now_ms = 0;             // any monotonic clock; must not go backwards
+  int32_t ready_replicas = 0;     // serving
+  int32_t starting_replicas = 0;  // provisioned, not ready yet (pending counts here too)
   // Fresh load reports of ready replicas (may be fewer than ready_replicas: the missing ones are
   // assumed to carry the average load).
   std::span<const api::LoadReport> loads;

@@ -116,13 +116,15 @@ TEST(AutoscalerSimulationTest, RampUpWithinOneEvaluationThenBackToMinAfterTheDel
     const int64_t D = o.spec.scale_down_delay_s;
     const int64_t ramp_start = 300 + static_cast<int64_t>(rng() % 300);
     const int64_t ramp_len = static_cast<int64_t>(rng() % 600);
-    const double peak = o.spec.target_per_replica * (o.replicas.min + 1 + rng() % (o.replicas.max + 4));
+    const double peak =
+        o.spec.target_per_replica * (o.replicas.min + 1 + rng() % (o.replicas.max + 4));
     const int64_t drop = ramp_start + ramp_len + 600 + static_cast<int64_t>(rng() % 600);
     const double base = 0.3 * o.spec.target_per_replica;  // under target on min replicas
     auto offered = [&](int64_t t) {
       if (t < ramp_start || t >= drop) return base;
       if (t >= ramp_start + ramp_len) return peak;
-      return base + (peak - base) * static_cast<double>(t - ramp_start) / std::max<int64_t>(ramp_len, 1);
+      return base +
+             (peak - base) * static_cast<double>(t - ramp_start) / std::max<int64_t>(ramp_len, 1);
     };
     o.duration_s = drop + D + 10 * P;
     std::vector<Step> steps = Simulate(o, offered);
@@ -145,7 +147,8 @@ TEST(AutoscalerSimulationTest, RampUpWithinOneEvaluationThenBackToMinAfterTheDel
       }
       // At the delay, back to min (the base load fits on min replicas).
       if (first_low >= 0 && s.now_s >= first_low + D) {
-        EXPECT_EQ(s.decision.desired, o.replicas.min) << "t=" << s.now_s << " " << s.decision.reason;
+        EXPECT_EQ(s.decision.desired, o.replicas.min)
+            << "t=" << s.now_s << " " << s.decision.reason;
       }
     }
     // The ramp did scale up.

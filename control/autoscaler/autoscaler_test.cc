@@ -17,8 +17,7 @@ AutoscalingSpec Spec(double target = 4, int64_t delay_s = 60, bool to_zero = fal
   return a;
 }
 
-std::vector<api::LoadReport> Loads(std::vector<int> running, int waiting = 0,
-                                   int64_t tokens = 0) {
+std::vector<api::LoadReport> Loads(std::vector<int> running, int waiting = 0, int64_t tokens = 0) {
   std::vector<api::LoadReport> out;
   for (int r : running) {
     api::LoadReport l;

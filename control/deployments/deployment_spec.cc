@@ -26,9 +26,8 @@ namespace {
 // ---- names and values -------------------------------------------------------------------------
 
 bool IsNameChar(char c, bool allow_upper) {
-  return absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
-         (c >= 'a' && c <= 'z') || (allow_upper && c >= 'A' && c <= 'Z') || c == '.' || c == '_' ||
-         c == '-';
+  return absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'z') ||
+         (allow_upper && c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '-';
 }
 
 // [a-z0-9][a-z0-9._-]{0,max-1} (upper case letters too when allow_upper).
@@ -112,15 +111,13 @@ absl::Status ValidateSource(ModelSource& src, const std::string& path) {
     src.hf_repo = parts[1];
     src.hf_path = absl::StrJoin(parts.begin() + 2, parts.end(), "/");
   } else if (uri.find("://") != std::string_view::npos) {
-    return Invalid(source_path,
-                   absl::StrCat("unsupported scheme in ", Quote(uri),
-                                " (use a local path or hf://org/repo/file.gguf)"));
+    return Invalid(source_path, absl::StrCat("unsupported scheme in ", Quote(uri),
+                                             " (use a local path or hf://org/repo/file.gguf)"));
   }
   // The format: explicit, or from the file name.
   if (src.format == ModelFormat::kAuto) {
-    std::string_view last = uri.substr(uri.find_last_of('/') == std::string_view::npos
-                                           ? 0
-                                           : uri.find_last_of('/') + 1);
+    std::string_view last =
+        uri.substr(uri.find_last_of('/') == std::string_view::npos ? 0 : uri.find_last_of('/') + 1);
     std::string lower = absl::AsciiStrToLower(std::string(last));
     if (lower.ends_with(".gguf")) {
       src.format = ModelFormat::kGguf;
@@ -151,7 +148,8 @@ absl::Status ValidateSource(ModelSource& src, const std::string& path) {
   if (!sha.empty()) {
     if (!IsHex64(sha)) return Invalid(absl::StrCat(path, ".sha256"), "expected 64 hex digits");
     if (src.kind == ModelSourceKind::kCheckpointDir) {
-      return Invalid(absl::StrCat(path, ".sha256"), "a checkpoint directory has no single checksum");
+      return Invalid(absl::StrCat(path, ".sha256"),
+                     "a checkpoint directory has no single checksum");
     }
   }
   src.sha256 = absl::AsciiStrToLower(sha);
@@ -398,10 +396,9 @@ absl::Status ReadSource(Ctx& ctx, const YAML::Node& n, const std::string& path, 
 
 absl::Status ReadAutoscaling(Ctx& ctx, const YAML::Node& n, AutoscalingSpec* a) {
   WEFT_ASSIGN_OR_RETURN(
-      MapReader m,
-      MapReader::Open(ctx, n, "autoscaling",
-                      {"target_concurrency", "target_tokens_in_flight", "ttft_p95_ms",
-                       "scale_down_delay_s", "scale_to_zero", "evaluation_period_s"}));
+      MapReader m, MapReader::Open(ctx, n, "autoscaling",
+                                   {"target_concurrency", "target_tokens_in_flight", "ttft_p95_ms",
+                                    "scale_down_delay_s", "scale_to_zero", "evaluation_period_s"}));
   const YAML::Node* conc = m.Get("target_concurrency");
   const YAML::Node* toks = m.Get("target_tokens_in_flight");
   if (conc != nullptr && toks != nullptr) {
@@ -410,13 +407,13 @@ absl::Status ReadAutoscaling(Ctx& ctx, const YAML::Node& n, AutoscalingSpec* a) 
   }
   if (conc != nullptr) {
     a->metric = ScalingMetric::kConcurrency;
-    WEFT_RETURN_IF_ERROR(ReadPositiveDouble(ctx, m, "target_concurrency", 1e6,
-                                            &a->target_per_replica));
+    WEFT_RETURN_IF_ERROR(
+        ReadPositiveDouble(ctx, m, "target_concurrency", 1e6, &a->target_per_replica));
   }
   if (toks != nullptr) {
     a->metric = ScalingMetric::kTokensInFlight;
-    WEFT_RETURN_IF_ERROR(ReadPositiveDouble(ctx, m, "target_tokens_in_flight", 1e12,
-                                            &a->target_per_replica));
+    WEFT_RETURN_IF_ERROR(
+        ReadPositiveDouble(ctx, m, "target_tokens_in_flight", 1e12, &a->target_per_replica));
   }
   WEFT_RETURN_IF_ERROR(
       ReadInt(ctx, m, "ttft_p95_ms", 1, 3'600'000, &a->ttft_p95_ms, "must be > 0 (omit: no SLO)"));
@@ -430,11 +427,11 @@ absl::StatusOr<DeploymentSpec> ReadSpec(Ctx& ctx, const YAML::Node& root) {
   if (!root.IsDefined() || root.IsNull()) {
     return absl::InvalidArgumentError(absl::StrCat(ctx.Where(root), "empty deployment spec"));
   }
-  WEFT_ASSIGN_OR_RETURN(MapReader top,
-                        MapReader::Open(ctx, root, "",
-                                        {"api_version", "name", "model", "adapters",
-                                         "quantization", "accelerator", "replicas", "autoscaling",
-                                         "placement", "tenants", "engine"}));
+  WEFT_ASSIGN_OR_RETURN(
+      MapReader top,
+      MapReader::Open(ctx, root, "",
+                      {"api_version", "name", "model", "adapters", "quantization", "accelerator",
+                       "replicas", "autoscaling", "placement", "tenants", "engine"}));
   DeploymentSpec spec;
   if (const YAML::Node* v = top.Get("api_version")) {
     if (!v->IsScalar() || v->Scalar() != kDeploymentApiVersion) {
@@ -460,7 +457,8 @@ absl::StatusOr<DeploymentSpec> ReadSpec(Ctx& ctx, const YAML::Node& root) {
       spec.accelerator.kind = n->Scalar();
       ctx.Remember("accelerator.kind", *n);
     } else {
-      WEFT_ASSIGN_OR_RETURN(MapReader m, MapReader::Open(ctx, *n, "accelerator", {"kind", "count"}));
+      WEFT_ASSIGN_OR_RETURN(MapReader m,
+                            MapReader::Open(ctx, *n, "accelerator", {"kind", "count"}));
       WEFT_RETURN_IF_ERROR(ReadString(ctx, m, "kind", &spec.accelerator.kind));
       WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "count", 1, 64, &spec.accelerator.count));
     }
@@ -485,8 +483,8 @@ absl::StatusOr<DeploymentSpec> ReadSpec(Ctx& ctx, const YAML::Node& root) {
         MapReader::Open(ctx, *n, "placement", {"providers", "regions", "spread_min_providers"}));
     WEFT_RETURN_IF_ERROR(ReadStringList(ctx, m, "providers", &spec.placement.providers));
     WEFT_RETURN_IF_ERROR(ReadStringList(ctx, m, "regions", &spec.placement.regions));
-    WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "spread_min_providers", 1, 64,
-                                   &spec.placement.spread_min_providers));
+    WEFT_RETURN_IF_ERROR(
+        ReadIntAs(ctx, m, "spread_min_providers", 1, 64, &spec.placement.spread_min_providers));
   }
   WEFT_RETURN_IF_ERROR(ReadStringList(ctx, top, "tenants", &spec.tenants));
   if (const YAML::Node* n = top.Get("engine")) {
@@ -580,35 +578,44 @@ std::string Sha256Hex(std::string_view data) {
 
 std::string_view ModelSourceKindName(ModelSourceKind kind) {
   switch (kind) {
-    case ModelSourceKind::kLocalFile: return "local";
-    case ModelSourceKind::kHuggingFace: return "hf";
-    case ModelSourceKind::kCheckpointDir: return "checkpoint_dir";
+    case ModelSourceKind::kLocalFile:
+      return "local";
+    case ModelSourceKind::kHuggingFace:
+      return "hf";
+    case ModelSourceKind::kCheckpointDir:
+      return "checkpoint_dir";
   }
   return "unknown";
 }
 
 std::string_view ModelFormatName(ModelFormat format) {
   switch (format) {
-    case ModelFormat::kAuto: return "auto";
-    case ModelFormat::kGguf: return "gguf";
-    case ModelFormat::kLlama2c: return "llama2c";
-    case ModelFormat::kHfCheckpoint: return "hf_checkpoint";
+    case ModelFormat::kAuto:
+      return "auto";
+    case ModelFormat::kGguf:
+      return "gguf";
+    case ModelFormat::kLlama2c:
+      return "llama2c";
+    case ModelFormat::kHfCheckpoint:
+      return "hf_checkpoint";
   }
   return "unknown";
 }
 
 std::string_view ScalingMetricName(ScalingMetric metric) {
   switch (metric) {
-    case ScalingMetric::kConcurrency: return "concurrency";
-    case ScalingMetric::kTokensInFlight: return "tokens_in_flight";
+    case ScalingMetric::kConcurrency:
+      return "concurrency";
+    case ScalingMetric::kTokensInFlight:
+      return "tokens_in_flight";
   }
   return "unknown";
 }
 
 const std::vector<std::string>& KnownAcceleratorKinds() {
-  static const std::vector<std::string> kinds = {
-      "cpu",         "nvidia-h100", "nvidia-h200", "nvidia-b200", "nvidia-a100",
-      "nvidia-a10g", "nvidia-l4",   "nvidia-l40s", "amd-mi300x"};
+  static const std::vector<std::string> kinds = {"cpu",         "nvidia-h100", "nvidia-h200",
+                                                 "nvidia-b200", "nvidia-a100", "nvidia-a10g",
+                                                 "nvidia-l4",   "nvidia-l40s", "amd-mi300x"};
   return kinds;
 }
 
@@ -637,8 +644,8 @@ absl::Status ValidateSpec(DeploymentSpec& spec) {
   }
   if (!Contains(KnownAcceleratorKinds(), spec.accelerator.kind)) {
     return Invalid("accelerator.kind",
-                   absl::StrCat("unknown ", Quote(spec.accelerator.kind), " (known: ",
-                                absl::StrJoin(KnownAcceleratorKinds(), ", "), ")"));
+                   absl::StrCat("unknown ", Quote(spec.accelerator.kind),
+                                " (known: ", absl::StrJoin(KnownAcceleratorKinds(), ", "), ")"));
   }
   if (spec.accelerator.count < 1 || spec.accelerator.count > 64) {
     return Invalid("accelerator.count",
@@ -653,7 +660,8 @@ absl::Status ValidateSpec(DeploymentSpec& spec) {
     return Invalid("replicas.max", absl::StrCat("must be in [1, 1000], got ", r.max));
   }
   if (r.max < r.min) {
-    return Invalid("replicas.max", absl::StrCat("must be >= replicas.min (", r.min, "), got ", r.max));
+    return Invalid("replicas.max",
+                   absl::StrCat("must be >= replicas.min (", r.min, "), got ", r.max));
   }
   if (r.min == 0 && !a.scale_to_zero) {
     return Invalid("replicas.min", "0 needs autoscaling.scale_to_zero: true");
@@ -741,8 +749,8 @@ nlohmann::ordered_json SpecToJson(const DeploymentSpec& spec) {
   nlohmann::ordered_json as;
   as[a.metric == ScalingMetric::kConcurrency ? "target_concurrency" : "target_tokens_in_flight"] =
       a.target_per_replica;
-  as["ttft_p95_ms"] = a.ttft_p95_ms > 0 ? nlohmann::ordered_json(a.ttft_p95_ms)
-                                        : nlohmann::ordered_json();
+  as["ttft_p95_ms"] =
+      a.ttft_p95_ms > 0 ? nlohmann::ordered_json(a.ttft_p95_ms) : nlohmann::ordered_json();
   as["scale_down_delay_s"] = a.scale_down_delay_s;
   as["scale_to_zero"] = a.scale_to_zero;
   as["evaluation_period_s"] = a.evaluation_period_s;

@@ -46,8 +46,7 @@ TEST(DeploymentSpecTest, ParsesEveryField) {
   EXPECT_EQ(spec->model.hf_org, "acme");
   EXPECT_EQ(spec->model.hf_repo, "llama-tune");
   EXPECT_EQ(spec->model.hf_path, "gguf/model-q8_0.gguf");
-  EXPECT_EQ(spec->model.sha256,
-            "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+  EXPECT_EQ(spec->model.sha256, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
   ASSERT_EQ(spec->adapters.size(), 2u);
   EXPECT_EQ(spec->adapters.at("billing").kind, ModelSourceKind::kLocalFile);
   EXPECT_EQ(spec->adapters.at("billing").format, ModelFormat::kGguf);
@@ -121,7 +120,8 @@ const ErrorCase kErrorCases[] = {
     {"- a\n- b\n", "spec.yaml:1: (top): expected a mapping"},
     {"name: a\nmodel: m.gguf\nmodle: x\n", "spec.yaml:3: modle: unknown field (known: "},
     {"name: a\nname: b\nmodel: m.gguf\n", "spec.yaml:2: name: duplicate field"},
-    {"api_version: weft/v2\nname: a\nmodel: m.gguf\n", "spec.yaml:1: api_version: expected weft/v1"},
+    {"api_version: weft/v2\nname: a\nmodel: m.gguf\n",
+     "spec.yaml:1: api_version: expected weft/v1"},
     {"? [a]\n: b\n", "spec.yaml:1: : keys must be plain strings"},
     // name
     {"model: m.gguf\n", "spec.yaml: name: required"},
@@ -148,7 +148,8 @@ const ErrorCase kErrorCases[] = {
     {"name: a\nmodel:\n  source: ./dir/\n  sha256: "
      "0000000000000000000000000000000000000000000000000000000000000000\n",
      "spec.yaml:4: model.sha256: a checkpoint directory has no single checksum"},
-    {"name: a\nmodel: \"m\\x01.gguf\"\n", "spec.yaml:2: model.source: contains a control character"},
+    {"name: a\nmodel: \"m\\x01.gguf\"\n",
+     "spec.yaml:2: model.source: contains a control character"},
     {"name: a\nmodel: ./sto\xb6ries.bin\n", "spec.yaml:2: model.source: not valid UTF-8"},
     {"name: a\nmodel: ./\xed\xa0\x80.bin\n", "spec.yaml:2: model.source: not valid UTF-8"},
     {"name: a\nmodel: ./\xc0\xaf.bin\n", "spec.yaml:2: model.source: not valid UTF-8"},
@@ -177,18 +178,22 @@ const ErrorCase kErrorCases[] = {
      "spec.yaml:5: replicas.max: must be >= replicas.min (3), got 2"},
     {"name: a\nmodel: m.gguf\nreplicas: {min: 0, max: 2}\n",
      "spec.yaml:3: replicas.min: 0 needs autoscaling.scale_to_zero: true"},
-    {"name: a\nmodel: m.gguf\nreplicas: {min: -1}\n", "spec.yaml:3: replicas.min: must be in [0, 1000]"},
+    {"name: a\nmodel: m.gguf\nreplicas: {min: -1}\n",
+     "spec.yaml:3: replicas.min: must be in [0, 1000]"},
     {"name: a\nmodel: m.gguf\nreplicas: {min: 1, max: 1001}\n",
      "spec.yaml:3: replicas.max: must be in [1, 1000]"},
-    {"name: a\nmodel: m.gguf\nreplicas: {min: \"2\"}\n", "spec.yaml:3: replicas.min: expected an integer"},
+    {"name: a\nmodel: m.gguf\nreplicas: {min: \"2\"}\n",
+     "spec.yaml:3: replicas.min: expected an integer"},
     {"name: a\nmodel: m.gguf\nreplicas: 0\n", "spec.yaml:3: replicas: must be in [1, 1000]"},
-    {"name: a\nmodel: m.gguf\nreplicas: {min: 1.5}\n", "spec.yaml:3: replicas.min: expected an integer"},
+    {"name: a\nmodel: m.gguf\nreplicas: {min: 1.5}\n",
+     "spec.yaml:3: replicas.min: expected an integer"},
     // autoscaling
     {"name: a\nmodel: m.gguf\nautoscaling: {target_concurrency: 0}\n",
      "spec.yaml:3: autoscaling.target_concurrency: must be > 0, got 0"},
     {"name: a\nmodel: m.gguf\nautoscaling: {target_concurrency: nan}\n",
      "spec.yaml:3: autoscaling.target_concurrency: expected a number"},
-    {"name: a\nmodel: m.gguf\nautoscaling:\n  target_concurrency: 4\n  target_tokens_in_flight: 9\n",
+    {"name: a\nmodel: m.gguf\nautoscaling:\n  target_concurrency: 4\n  target_tokens_in_flight: "
+     "9\n",
      "spec.yaml:5: autoscaling.target_tokens_in_flight: set either target_concurrency or"},
     {"name: a\nmodel: m.gguf\nautoscaling: {target_tokens_in_flight: -5}\n",
      "spec.yaml:3: autoscaling.target_tokens_in_flight: must be > 0"},
@@ -202,7 +207,8 @@ const ErrorCase kErrorCases[] = {
      "spec.yaml:3: autoscaling.scale_to_zero: expected true or false"},
     {"name: a\nmodel: m.gguf\nautoscaling: {scale_to_zero: \"true\"}\n",
      "spec.yaml:3: autoscaling.scale_to_zero: expected true or false"},
-    {"name: a\nmodel: m.gguf\nautoscaling: {target: 3}\n", "spec.yaml:3: autoscaling.target: unknown field"},
+    {"name: a\nmodel: m.gguf\nautoscaling: {target: 3}\n",
+     "spec.yaml:3: autoscaling.target: unknown field"},
     // placement
     {"name: a\nmodel: m.gguf\nplacement: {spread_min_providers: 2}\n",
      "spec.yaml:3: placement.spread_min_providers: 2 needs replicas.max >= 2, got 1"},
@@ -217,11 +223,15 @@ const ErrorCase kErrorCases[] = {
      "spec.yaml:4: placement.regions: expected a list of strings"},
     {"name: a\nmodel: m.gguf\nplacement: {spread_min_providers: 0}\n",
      "spec.yaml:3: placement.spread_min_providers: must be in [1, 64]"},
-    {"name: a\nmodel: m.gguf\nplacement: {zones: [a]}\n", "spec.yaml:3: placement.zones: unknown field"},
+    {"name: a\nmodel: m.gguf\nplacement: {zones: [a]}\n",
+     "spec.yaml:3: placement.zones: unknown field"},
     // tenants, engine
-    {"name: a\nmodel: m.gguf\ntenants:\n  - acme\n  - \"*\"\n", "spec.yaml:5: tenants[1]: bad tenant \"*\""},
-    {"name: a\nmodel: m.gguf\nengine: {threads: -1}\n", "spec.yaml:3: engine.threads: must be in [0, 1024]"},
-    {"name: a\nmodel: m.gguf\nengine:\n  ctx: 8\n", "spec.yaml:4: engine.ctx: must be 0 (the model's) or in [16,"},
+    {"name: a\nmodel: m.gguf\ntenants:\n  - acme\n  - \"*\"\n",
+     "spec.yaml:5: tenants[1]: bad tenant \"*\""},
+    {"name: a\nmodel: m.gguf\nengine: {threads: -1}\n",
+     "spec.yaml:3: engine.threads: must be in [0, 1024]"},
+    {"name: a\nmodel: m.gguf\nengine:\n  ctx: 8\n",
+     "spec.yaml:4: engine.ctx: must be 0 (the model's) or in [16,"},
     {"name: a\nmodel: m.gguf\nengine: {batch: 8}\n", "spec.yaml:3: engine.batch: unknown field"},
 };
 
@@ -231,8 +241,8 @@ TEST(DeploymentSpecTest, EveryErrorNamesLineAndField) {
     ASSERT_FALSE(spec.ok()) << c.yaml;
     EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
     std::string msg(spec.status().message());
-    EXPECT_TRUE(msg.starts_with(c.want)) << "yaml:\n" << c.yaml << "got:  " << msg
-                                         << "\nwant: " << c.want;
+    EXPECT_TRUE(msg.starts_with(c.want)) << "yaml:\n"
+                                         << c.yaml << "got:  " << msg << "\nwant: " << c.want;
   }
 }
 
@@ -265,11 +275,13 @@ DeploymentSpec RandomSpec(std::mt19937_64& rng) {
   if (pick(2) && !s.model.uri.ends_with("/")) s.model.sha256 = std::string(64, "0af"[pick(3)]);
   for (int i = pick(4); i > 0; --i) {
     ModelSource a;
-    a.uri = pick(2) ? "hf://o/r/ad" + std::to_string(i) + ".gguf" : "/adapters/a" + std::to_string(i);
+    a.uri =
+        pick(2) ? "hf://o/r/ad" + std::to_string(i) + ".gguf" : "/adapters/a" + std::to_string(i);
     s.adapters["ad" + std::to_string(pick(10))] = a;
   }
   if (pick(2)) s.quantization = KnownQuantizations()[pick(5)];
-  s.accelerator.kind = KnownAcceleratorKinds()[pick(static_cast<int>(KnownAcceleratorKinds().size()))];
+  s.accelerator.kind =
+      KnownAcceleratorKinds()[pick(static_cast<int>(KnownAcceleratorKinds().size()))];
   s.accelerator.count = 1 + pick(8);
   s.autoscaling.scale_to_zero = pick(2);
   s.replicas.min = pick(5) + (s.autoscaling.scale_to_zero ? 0 : 1);

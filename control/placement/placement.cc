@@ -68,7 +68,8 @@ PlacementDecision Place(const PlacementRequest& request, std::span<const Provide
     }
     if (fit.empty()) {
       std::vector<std::string> why;
-      for (const ProviderView& p : views) why.push_back(absl::StrCat(p.name, ": ", Unfit(request, p)));
+      for (const ProviderView& p : views)
+        why.push_back(absl::StrCat(p.name, ": ", Unfit(request, p)));
       out.unplaced = request.count - i;
       out.reason = absl::StrCat("no provider can take replica ", i + 1, " of ", request.count, ": ",
                                 views.empty() ? "no providers" : absl::StrJoin(why, "; "));

@@ -34,9 +34,9 @@ struct ProviderView {
 struct PlacementRequest {
   AcceleratorSpec accelerator;  // a replica needs accelerator.count free slots of this kind
   PlacementSpec constraints;
-  int32_t min_replicas = 1;              // the deployment's replicas.min (spread rule at >= 2)
-  std::vector<std::string> existing;     // provider of each live replica it already has
-  int32_t count = 1;                     // new replicas to place
+  int32_t min_replicas = 1;           // the deployment's replicas.min (spread rule at >= 2)
+  std::vector<std::string> existing;  // provider of each live replica it already has
+  int32_t count = 1;                  // new replicas to place
 };
 
 struct PlacementWeights {

@@ -97,8 +97,8 @@ TEST(PlacementSimulationTest, Properties) {
       ASSERT_TRUE(Eligible(r, p)) << p.name;
       ASSERT_GE(free[p.name], r.accelerator.count) << p.name;
       if (!r.constraints.regions.empty()) {
-        EXPECT_TRUE(std::count(r.constraints.regions.begin(), r.constraints.regions.end(),
-                               pl.region));
+        EXPECT_TRUE(
+            std::count(r.constraints.regions.begin(), r.constraints.regions.end(), pl.region));
       }
       auto fits = [&](const ProviderView& q) {
         return Eligible(r, q) && free[q.name] >= r.accelerator.count;
