@@ -348,6 +348,14 @@ TEST_F(UpstreamClientTest, GetConvenience) {
   EXPECT_EQ(big->body.size(), 1u << 20);
 }
 
+TEST_F(UpstreamClientTest, HostNameIsResolved) {
+  StartServer();  // "localhost" comes from /etc/hosts: no DNS query leaves the machine
+  UpstreamClient client;
+  auto r = client.Get(Target{"localhost", server_->port()}, "/small", 5);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST_F(UpstreamClientTest, FetchBodyLimit) {
   StartServer();
   ClientOptions o;
