@@ -94,6 +94,14 @@ std::string SslErrorText(const beast::error_code& ec) {
   return text;
 }
 
+std::string MismatchMessage(const TlsOptions& o) {
+  auto name = [](const std::string& pem, const std::string& file) {
+    return pem.empty() ? absl::StrCat(" ('", file, "')") : std::string();
+  };
+  return absl::StrCat("TLS: the private key", name(o.key_pem, o.key_file),
+                      " does not match the certificate", name(o.cert_pem, o.cert_file));
+}
+
 // The server's TLS context: certificate chain and key from `o` (checked to match), TLS 1.2+.
 absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const TlsOptions& o) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
@@ -135,7 +143,7 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const TlsOptions& o
   if (ec && ERR_GET_LIB(static_cast<unsigned long>(ec.value())) == ERR_LIB_X509 &&
       ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) {
     ERR_clear_error();
-    return absl::InvalidArgumentError("TLS: the private key does not match the certificate");
+    return absl::InvalidArgumentError(MismatchMessage(o));
   }
   if (ec) {
     std::string from = o.key_pem.empty() ? absl::StrCat("'", o.key_file, "'") : "memory";
@@ -144,7 +152,7 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const TlsOptions& o
   }
   if (SSL_CTX_check_private_key(h) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError("TLS: the private key does not match the certificate");
+    return absl::InvalidArgumentError(MismatchMessage(o));
   }
   return ctx;
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "base/http/http_server.h"
+#include "base/http/test_cert.h"
 #include "boost/asio.hpp"
 #include "boost/asio/ssl.hpp"
 #include "boost/beast/core.hpp"
@@ -19,11 +20,7 @@
 #include "boost/beast/ssl.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "openssl/evp.h"
-#include "openssl/pem.h"
 #include "openssl/ssl.h"
-#include "openssl/x509.h"
-#include "openssl/x509v3.h"
 
 namespace weft::http {
 namespace {
@@ -34,59 +31,6 @@ namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
 using ::testing::HasSubstr;
-
-// ---- A self-signed certificate for "localhost" / 127.0.0.1 (EC P-256: fast to make). ----
-
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
-
-std::string BioText(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
-KeyPtr NewKey() { return KeyPtr(EVP_EC_gen("P-256")); }
-
-std::string KeyPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  return BioText(bio);
-}
-
-std::string SelfSignedCertPem(EVP_PKEY* key) {
-  std::unique_ptr<X509, X509Free> x(X509_new());
-  X509_set_version(x.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x.get()), 1);
-  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x.get()), 24 * 3600);
-  X509_set_pubkey(x.get(), key);
-  X509_NAME* name = X509_get_subject_name(x.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-  X509_set_issuer_name(x.get(), name);
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, x.get(), x.get(), nullptr, nullptr, 0);
-  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"},
-                            std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-    EXPECT_NE(ext, nullptr);
-    X509_add_ext(x.get(), ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  EXPECT_GT(X509_sign(x.get(), key, EVP_sha256()), 0);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, x.get());
-  return BioText(bio);
-}
 
 // ---- A small blocking TLS client: async Beast ops run to completion, bounded by a deadline. ----
 
@@ -238,12 +182,12 @@ double SecondsSince(std::chrono::steady_clock::time_point t) {
 class HttpServerTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    KeyPtr key = NewKey();
-    ASSERT_NE(key, nullptr);
-    key_pem_ = new std::string(KeyPem(key.get()));
-    cert_pem_ = new std::string(SelfSignedCertPem(key.get()));
-    KeyPtr other = NewKey();
-    other_key_pem_ = new std::string(KeyPem(other.get()));
+    TestCert cert = MakeTestCert();
+    ASSERT_FALSE(cert.cert_pem.empty());
+    ASSERT_FALSE(cert.key_pem.empty());
+    cert_pem_ = new std::string(cert.cert_pem);
+    key_pem_ = new std::string(cert.key_pem);
+    other_key_pem_ = new std::string(MakeTestKeyPem());
   }
   static void TearDownTestSuite() {
     delete key_pem_;
