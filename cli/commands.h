@@ -21,6 +21,12 @@ int ModelCommand(int argc, char** argv);     // weft model inspect|tokenize|deto
 int BenchCommand(int argc, char** argv);     // weft bench
 int EngineCommand(int argc, char** argv);    // weft engine
 int GatewayCommand(int argc, char** argv);   // weft gateway
+int ControlCommand(int argc, char** argv);   // weft control
+int DeployCommand(int argc, char** argv);    // weft deploy -f SPEC
+int GetCommand(int argc, char** argv);       // weft get deployments|replicas|providers
+int DescribeCommand(int argc, char** argv);  // weft describe deployment NAME
+int DeleteCommand(int argc, char** argv);    // weft delete NAME
+int ScaleCommand(int argc, char** argv);     // weft scale NAME --min N --max M
 
 // Prints "weft: <status message>" to stderr; returns 1.
 int Fail(const absl::Status& status);

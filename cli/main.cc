@@ -27,6 +27,10 @@ constexpr char kUsage[] =
     "         [--threads N] [--ctx N] [--kv-blocks N | --kv-mem MIB] [--max-batch-tokens N]\n"
     "         [--chat-template-file F]\n"
     "  gateway [--config FILE] [--host H] [--port P] [--data DIR] [--drain SECONDS] [--quiet]\n"
+    "  control [--data DIR] [--store URL] [--host H] [--port 7070] [--local-slots N] [--token T]\n"
+    "  deploy -f SPEC.yaml [--control URL] [--token T]\n"
+    "  get deployments|replicas|providers [--control URL] [-o json]\n"
+    "  describe deployment NAME | delete NAME | scale NAME [--min N] [--max M]\n"
     "  keys create|list|revoke ...       (tenants and API keys; weft keys --help)\n"
     "  tenants create|list|set ...\n"
     "  usage [--data DIR] [--tenant T] [--deployment D] [--since DATE] [--by day|deployment|key]\n"
@@ -48,6 +52,12 @@ int main(int argc, char** argv) {
   if (verb == "bench") return weft::cli::BenchCommand(argc, argv);
   if (verb == "engine") return weft::cli::EngineCommand(argc, argv);
   if (verb == "gateway") return weft::cli::GatewayCommand(argc, argv);
+  if (verb == "control") return weft::cli::ControlCommand(argc, argv);
+  if (verb == "deploy") return weft::cli::DeployCommand(argc, argv);
+  if (verb == "get") return weft::cli::GetCommand(argc, argv);
+  if (verb == "describe") return weft::cli::DescribeCommand(argc, argv);
+  if (verb == "delete") return weft::cli::DeleteCommand(argc, argv);
+  if (verb == "scale") return weft::cli::ScaleCommand(argc, argv);
   if (verb == "usage") {
     return weft::gateway::RunUsageCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout,
                                           std::cerr);
