@@ -31,6 +31,7 @@ constexpr char kUsage[] =
     "  deploy -f SPEC.yaml [--control URL] [--token T]\n"
     "  get deployments|replicas|providers [--control URL] [-o json]\n"
     "  describe deployment NAME | delete NAME | scale NAME [--min N] [--max M]\n"
+    "  up [--model M] [--port 8080] [--control-port 7070] [--data DIR] [--name demo]\n"
     "  keys create|list|revoke ...       (tenants and API keys; weft keys --help)\n"
     "  tenants create|list|set ...\n"
     "  usage [--data DIR] [--tenant T] [--deployment D] [--since DATE] [--by day|deployment|key]\n"
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   if (verb == "describe") return weft::cli::DescribeCommand(argc, argv);
   if (verb == "delete") return weft::cli::DeleteCommand(argc, argv);
   if (verb == "scale") return weft::cli::ScaleCommand(argc, argv);
+  if (verb == "up") return weft::cli::UpCommand(argc, argv);
   if (verb == "usage") {
     return weft::gateway::RunUsageCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout,
                                           std::cerr);

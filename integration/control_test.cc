@@ -258,5 +258,45 @@ TEST_F(ControlIntegrationTest, DeployServeReplaceDelete) {
   EXPECT_TRUE(WaitFor([&] { return Complete() != 200; }, 5));
 }
 
+// `weft up`: control + gateway + a demo deployment; the printed curl line's key works.
+TEST(WeftUpTest, PrintsAWorkingCurlLine) {
+  weft::testing::RequireTestData("models/stories260K/stories260K.gguf");
+  const std::string dir = weft::testing::MakeTempDir("weft-up-test");
+  const uint16_t port = weft::testing::FreeLoopbackPort();
+  const uint16_t control_port = weft::testing::FreeLoopbackPort();
+  auto up = Subprocess::Start({WEFT_BINARY, "up", "--data", dir + "/data", "--port",
+                               std::to_string(port), "--control-port",
+                               std::to_string(control_port)},
+                              dir + "/up.log");
+  ASSERT_TRUE(up.ok()) << up.status();
+  std::string log, key;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream f(dir + "/up.log");
+    log = std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const size_t at = log.find("\ncurl ");
+    if (at != std::string::npos && log.find('\n', at + 1) != std::string::npos) {
+      const size_t b = log.find("Bearer ", at);
+      ASSERT_NE(b, std::string::npos) << log;
+      key = log.substr(b + 7, log.find('\'', b) - b - 7);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(key.empty()) << log;
+  EXPECT_NE(log.find("admin key"), std::string::npos) << log;
+  auto c = HttpClient::Connect("127.0.0.1", port, 5);
+  ASSERT_TRUE(c.ok());
+  json body = {{"model", "demo"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}};
+  auto r = (*c)->Request("POST", "/v1/completions", body.dump(),
+                         {{"Authorization", "Bearer " + key}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  up->Signal(SIGTERM);
+  std::optional<int> st = up->Wait(40);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+}
+
 }  // namespace
 }  // namespace weft
