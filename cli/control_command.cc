@@ -80,7 +80,8 @@ std::optional<json> Api(const Args& args, const std::string& method, const std::
   r.timeout_ms = 15000;
   absl::StatusOr<control::FetchResponse> resp = control::HttpFetch(r);
   if (!resp.ok()) {
-    std::fprintf(stderr, "weft: %s: %s\n", r.url.c_str(), std::string(resp.status().message()).c_str());
+    std::fprintf(stderr, "weft: %s: %s\n", r.url.c_str(),
+                 std::string(resp.status().message()).c_str());
     return std::nullopt;
   }
   json j = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
@@ -109,11 +110,17 @@ bool WantJson(const Args& args) { return args.GetString("--output", "") == "json
 
 int ControlCommand(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
-                          {{{"--data"}}, {{"--store"}}, {{"--host"}}, {{"--port"}},
-                           {{"--local-slots"}}, {{"--token"}}, {{"--tick"}}});
+                          {{{"--data"}},
+                           {{"--store"}},
+                           {{"--host"}},
+                           {{"--port"}},
+                           {{"--local-slots"}},
+                           {{"--token"}},
+                           {{"--tick"}}});
   if (!args.ok()) return Fail(args.status());
   const std::string data = args->GetString("--data", "./weft-data");
-  const std::string store_spec = args->GetString("--store", (fs::path(data) / "control.sqlite").string());
+  const std::string store_spec =
+      args->GetString("--store", (fs::path(data) / "control.sqlite").string());
   const std::string host = args->GetString("--host", "127.0.0.1");
   auto port = args->GetInt("--port", 7070);
   auto slots = args->GetInt("--local-slots", 2);
@@ -211,9 +218,8 @@ int DeployCommand(int argc, char** argv) {
   } else if ((*r)["unchanged"] == true) {
     std::cout << "deployment/" << spec->name << " unchanged\n";
   } else {
-    std::cout << "deployment/" << spec->name << " updated (generation "
-              << (*r)["generation"].dump() << ((*r)["rolling_update"] == true ? ", rolling update" : "")
-              << ")\n";
+    std::cout << "deployment/" << spec->name << " updated (generation " << (*r)["generation"].dump()
+              << ((*r)["rolling_update"] == true ? ", rolling update" : "") << ")\n";
   }
   return 0;
 }
@@ -243,11 +249,11 @@ int GetCommand(int argc, char** argv) {
   if (key == "deployments") {
     std::printf("%-24s %-6s %-5s %s\n", "NAME", "READY", "GEN", "STATUS");
     for (const auto& d : (*r)[key]) {
-      std::printf("%-24s %-6s %-5lld %s%s\n", d["name"].get<std::string>().c_str(),
-                  absl::StrCat(d["ready"].get<int>(), "/", d["spec"]["replicas"]["min"].get<int>())
-                      .c_str(),
-                  static_cast<long long>(d["generation"].get<int64_t>()),
-                  d["deleted"] == true ? "deleting: " : "", d["status"].get<std::string>().c_str());
+      std::printf(
+          "%-24s %-6s %-5lld %s%s\n", d["name"].get<std::string>().c_str(),
+          absl::StrCat(d["ready"].get<int>(), "/", d["spec"]["replicas"]["min"].get<int>()).c_str(),
+          static_cast<long long>(d["generation"].get<int64_t>()),
+          d["deleted"] == true ? "deleting: " : "", d["status"].get<std::string>().c_str());
     }
   } else if (key == "replicas") {
     std::printf("%-28s %-20s %-10s %-9s %-4s %s\n", "ID", "DEPLOYMENT", "PROVIDER", "PHASE", "GEN",
@@ -291,11 +297,12 @@ int DescribeCommand(int argc, char** argv) {
             << "Generation:  " << (*r)["generation"].dump() << "\n"
             << "Deleted:     " << ((*r)["deleted"] == true ? "yes" : "no") << "\n"
             << "Status:      " << (*r)["status"].get<std::string>() << "\n"
-            << "Spec:\n" << (*r)["spec"].dump(2) << "\nReplicas:\n";
+            << "Spec:\n"
+            << (*r)["spec"].dump(2) << "\nReplicas:\n";
   for (const auto& x : (*r)["replicas"]) {
     std::cout << "  " << x["id"].get<std::string>() << "  " << x["provider"].get<std::string>()
-              << "  " << x["phase"].get<std::string>() << "  gen " << x["generation"].dump()
-              << "  " << x["endpoint"].get<std::string>();
+              << "  " << x["phase"].get<std::string>() << "  gen " << x["generation"].dump() << "  "
+              << x["endpoint"].get<std::string>();
     if (!x["failure_reason"].get<std::string>().empty()) {
       std::cout << "  (" << x["failure_reason"].get<std::string>() << ")";
     }

@@ -64,9 +64,9 @@ std::string RandomHex(int bytes) {
 }  // namespace
 
 int UpCommand(int argc, char** argv) {
-  auto args = Args::Parse(argc, argv, 2,
-                          {{{"--model"}}, {{"--port"}}, {{"--control-port"}}, {{"--data"}},
-                           {{"--name"}}});
+  auto args =
+      Args::Parse(argc, argv, 2,
+                  {{{"--model"}}, {{"--port"}}, {{"--control-port"}}, {{"--data"}}, {{"--name"}}});
   if (!args.ok()) return Fail(args.status());
   const std::string data = fs::absolute(args->GetString("--data", "./weft-data")).string();
   auto port = args->GetInt("--port", 8080);
@@ -118,8 +118,8 @@ int UpCommand(int argc, char** argv) {
                                 (fs::path(data) / "control.log").string());
   if (!control.ok()) return Fail(control.status());
   if (!WaitHttp(control_url + "/health", 30)) {
-    return Fail(absl::UnavailableError(absl::StrCat("weft control did not start; see ", data,
-                                                    "/control.log")));
+    return Fail(absl::UnavailableError(
+        absl::StrCat("weft control did not start; see ", data, "/control.log")));
   }
   {
     std::ofstream f(fs::path(data) / "gateway.yaml");
@@ -128,13 +128,12 @@ int UpCommand(int argc, char** argv) {
       << "routes:\n  control_url: " << control_url << "\n";
   }
   setenv("WEFT_ADMIN_KEY", admin_key.c_str(), 1);
-  auto gateway = Process::Spawn({self, "gateway", "--config", (fs::path(data) / "gateway.yaml").string()},
-                                (fs::path(data) / "gateway.log").string());
+  auto gateway =
+      Process::Spawn({self, "gateway", "--config", (fs::path(data) / "gateway.yaml").string()},
+                     (fs::path(data) / "gateway.log").string());
   if (!gateway.ok()) return Fail(gateway.status());
 
-  nlohmann::json spec = {{"name", name},
-                         {"model", model},
-                         {"replicas", {{"min", 1}, {"max", 2}}}};
+  nlohmann::json spec = {{"name", name}, {"model", model}, {"replicas", {{"min", 1}, {"max", 2}}}};
   control::FetchRequest deploy;
   deploy.method = "POST";
   deploy.url = control_url + "/v1/deployments";
@@ -146,8 +145,8 @@ int UpCommand(int argc, char** argv) {
   }
   const std::string gw = absl::StrCat("http://127.0.0.1:", *port);
   if (!WaitHttp(gw + "/health", 30)) {
-    return Fail(absl::UnavailableError(absl::StrCat("weft gateway did not start; see ", data,
-                                                    "/gateway.log")));
+    return Fail(absl::UnavailableError(
+        absl::StrCat("weft gateway did not start; see ", data, "/gateway.log")));
   }
   // Ready once the deployment has a ready replica in the routes.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -167,19 +166,21 @@ int UpCommand(int argc, char** argv) {
     if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   if (!ready) {
-    return Fail(absl::DeadlineExceededError(
-        absl::StrCat("no replica became ready; see ", data, "/control/logs and `weft describe "
-                     "deployment ", name, "`")));
+    return Fail(absl::DeadlineExceededError(absl::StrCat("no replica became ready; see ", data,
+                                                         "/control/logs and `weft describe "
+                                                         "deployment ",
+                                                         name, "`")));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the gateway's first route poll
   std::printf("weft is up: gateway %s, control %s, data %s\n", gw.c_str(), control_url.c_str(),
               data.c_str());
   std::printf("admin key (written to %s/admin.key): %s\n", data.c_str(), admin_key.c_str());
   std::printf("demo tenant key (shown once): %s\n\n", key->plaintext.c_str());
-  std::printf("curl %s/v1/completions -H 'Authorization: Bearer %s' -H 'Content-Type: "
-              "application/json' -d '{\"model\": \"%s\", \"prompt\": \"Once upon a time\", "
-              "\"max_tokens\": 32}'\n",
-              gw.c_str(), key->plaintext.c_str(), name.c_str());
+  std::printf(
+      "curl %s/v1/completions -H 'Authorization: Bearer %s' -H 'Content-Type: "
+      "application/json' -d '{\"model\": \"%s\", \"prompt\": \"Once upon a time\", "
+      "\"max_tokens\": 32}'\n",
+      gw.c_str(), key->plaintext.c_str(), name.c_str());
   std::fflush(stdout);
 
   int sig = 0;

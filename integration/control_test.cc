@@ -71,10 +71,10 @@ class ControlIntegrationTest : public ::testing::Test {
     dir_ = weft::testing::MakeTempDir("weft-control-test");
     control_port_ = weft::testing::FreeLoopbackPort();
     control_url_ = absl::StrCat("http://127.0.0.1:", control_port_);
-    auto p = Subprocess::Start({WEFT_BINARY, "control", "--data", dir_ + "/control", "--port",
-                                std::to_string(control_port_), "--local-slots", "3", "--tick",
-                                "0.2"},
-                               dir_ + "/control.log");
+    auto p =
+        Subprocess::Start({WEFT_BINARY, "control", "--data", dir_ + "/control", "--port",
+                           std::to_string(control_port_), "--local-slots", "3", "--tick", "0.2"},
+                          dir_ + "/control.log");
     ASSERT_TRUE(p.ok()) << p.status();
     control_ = std::make_unique<Subprocess>(*std::move(p));
     ASSERT_TRUE(weft::testing::WaitForHttp200(control_port_, "/health", 30).ok());
@@ -172,7 +172,9 @@ class ControlIntegrationTest : public ::testing::Test {
   int Complete() {
     auto c = HttpClient::Connect("127.0.0.1", gateway_port_, 5);
     if (!c.ok()) return -1;
-    json body = {{"model", kDeployment}, {"prompt", "Once upon a time"}, {"max_tokens", 8},
+    json body = {{"model", kDeployment},
+                 {"prompt", "Once upon a time"},
+                 {"max_tokens", 8},
                  {"temperature", 0}};
     auto r = (*c)->Request("POST", "/v1/completions", body.dump(),
                            {{"Authorization", "Bearer " + key_}});
@@ -240,7 +242,8 @@ TEST_F(ControlIntegrationTest, DeployServeReplaceDelete) {
   ASSERT_FALSE(replacement.empty());
   // It is in the routes the gateway follows; then the other original replica dies too, and the
   // replacement alone serves.
-  ASSERT_TRUE(WaitFor([&] { return Get("/weft/v1/routes").dump().find(replacement) != std::string::npos; }, 5));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Get("/weft/v1/routes").dump().find(replacement) != std::string::npos; }, 5));
   const pid_t other = PidListeningAs(PortOf(std::next(before.begin())->second));
   ASSERT_GT(other, 0);
   ASSERT_EQ(kill(other, SIGKILL), 0);
@@ -252,7 +255,8 @@ TEST_F(ControlIntegrationTest, DeployServeReplaceDelete) {
   // Scale (in place: no rolling update) and delete: every replica drained, the record removed.
   ASSERT_EQ(Cli({"scale", kDeployment, "--min", "1", "--max", "2"}, &out), 0) << out;
   ASSERT_EQ(Cli({"delete", kDeployment}, &out), 0) << out;
-  ASSERT_TRUE(WaitFor([&] { return AllReplicas() == 0 && Get("/v1/deployments")["deployments"].empty(); }, 30))
+  ASSERT_TRUE(WaitFor(
+      [&] { return AllReplicas() == 0 && Get("/v1/deployments")["deployments"].empty(); }, 30))
       << Get("/v1/replicas").dump();
   for (const auto& [id, url] : Ready()) ADD_FAILURE() << id;
   EXPECT_TRUE(WaitFor([&] { return Complete() != 200; }, 5));
@@ -264,10 +268,10 @@ TEST(WeftUpTest, PrintsAWorkingCurlLine) {
   const std::string dir = weft::testing::MakeTempDir("weft-up-test");
   const uint16_t port = weft::testing::FreeLoopbackPort();
   const uint16_t control_port = weft::testing::FreeLoopbackPort();
-  auto up = Subprocess::Start({WEFT_BINARY, "up", "--data", dir + "/data", "--port",
-                               std::to_string(port), "--control-port",
-                               std::to_string(control_port)},
-                              dir + "/up.log");
+  auto up =
+      Subprocess::Start({WEFT_BINARY, "up", "--data", dir + "/data", "--port", std::to_string(port),
+                         "--control-port", std::to_string(control_port)},
+                        dir + "/up.log");
   ASSERT_TRUE(up.ok()) << up.status();
   std::string log, key;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -288,8 +292,8 @@ TEST(WeftUpTest, PrintsAWorkingCurlLine) {
   auto c = HttpClient::Connect("127.0.0.1", port, 5);
   ASSERT_TRUE(c.ok());
   json body = {{"model", "demo"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}};
-  auto r = (*c)->Request("POST", "/v1/completions", body.dump(),
-                         {{"Authorization", "Bearer " + key}});
+  auto r =
+      (*c)->Request("POST", "/v1/completions", body.dump(), {{"Authorization", "Bearer " + key}});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 200) << r->body;
   up->Signal(SIGTERM);

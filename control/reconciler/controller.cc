@@ -118,8 +118,7 @@ absl::StatusOr<Plan> Controller::Tick() {
     if (!list.ok() && p.health.ok) p.health = {false, std::string(list.status().message())};
     absl::StatusOr<ProviderCapacity> cap = p.entry.provider->Capacity();
     p.capacity = cap.ok() ? std::optional<ProviderCapacity>(std::move(*cap)) : std::nullopt;
-    std::erase_if(p.failures_ms,
-                  [&](int64_t t) { return now - t > options_.failure_window_ms; });
+    std::erase_if(p.failures_ms, [&](int64_t t) { return now - t > options_.failure_window_ms; });
   }
 
   // 2. Read the store.

@@ -44,17 +44,18 @@ class Sim {
       return std::optional<api::LoadReport>(l);
     };
     co.new_id = [this](const std::string& d) { return absl::StrCat(d, "-", ++next_id_); };
-    controller_ = std::make_unique<Controller>(
-        store_.get(),
-        std::vector<ProviderEntry>{{"a", "fake", providers_[0].get()},
-                                   {"b", "fake", providers_[1].get()}},
-        co);
+    controller_ =
+        std::make_unique<Controller>(store_.get(),
+                                     std::vector<ProviderEntry>{{"a", "fake", providers_[0].get()},
+                                                                {"b", "fake", providers_[1].get()}},
+                                     co);
     EXPECT_TRUE(controller_->Init().ok());
   }
 
   void Deploy(const std::string& yaml) {
     DeploymentRecord d;
-    if (auto existing = store_->Get<DeploymentRecord>("chat"); existing.ok() && existing->has_value()) {
+    if (auto existing = store_->Get<DeploymentRecord>("chat");
+        existing.ok() && existing->has_value()) {
       d = **existing;
     }
     d.name = "chat";
@@ -137,10 +138,7 @@ TEST(ControllerSimulationTest, DeployOutageScaleRollDelete) {
   // b comes back: the failed replicas there are cleaned up and the flag clears.
   sim.providers_[1]->SetOutage(false);
   ASSERT_GT(sim.TickUntil(
-                [&] {
-                  return !sim.ProviderRec("b").degraded && sim.Replicas().size() == 3u;
-                },
-                10),
+                [&] { return !sim.ProviderRec("b").degraded && sim.Replicas().size() == 3u; }, 10),
             0);
 
   // Load: 8 per replica over 3 -> 24 / target 4 = 6 replicas.

@@ -22,7 +22,7 @@ struct FetchRequest {
   std::string url;  // "http://host:port/path?query" (plain HTTP only)
   std::string body;
   std::string content_type = "application/json";  // sent when body is non-empty
-  std::string bearer_token;                        // Authorization: Bearer <token> when set
+  std::string bearer_token;                       // Authorization: Bearer <token> when set
   int timeout_ms = 2000;
 };
 

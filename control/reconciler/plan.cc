@@ -47,10 +47,9 @@ Plan PlanReconcile(const std::vector<DesiredDeployment>& deployments,
     ProviderView v = p.view;
     const bool should = !p.healthy || p.recent_failures >= options.failure_threshold;
     if (should != v.degraded) {
-      std::string reason =
-          !p.healthy ? (p.reason.empty() ? std::string("unhealthy") : p.reason)
-          : should   ? absl::StrCat(p.recent_failures, " recent failures")
-                     : std::string("healthy again");
+      std::string reason = !p.healthy ? (p.reason.empty() ? std::string("unhealthy") : p.reason)
+                           : should   ? absl::StrCat(p.recent_failures, " recent failures")
+                                      : std::string("healthy again");
       plan.degrade.push_back({.provider = v.name, .degraded = should, .reason = std::move(reason)});
       v.degraded = should;
     }

@@ -38,10 +38,10 @@ struct DesiredDeployment {
 
 // A provider as the planner sees it: placement's view plus the signals for the degraded flag.
 struct ProviderState {
-  ProviderView view;         // view.degraded = the stored flag
-  bool healthy = true;       // Provider::Health().ok and reachable
+  ProviderView view;    // view.degraded = the stored flag
+  bool healthy = true;  // Provider::Health().ok and reachable
   int32_t recent_failures = 0;
-  std::string reason;        // why unhealthy ("" when healthy)
+  std::string reason;  // why unhealthy ("" when healthy)
 };
 
 struct ProvisionAction {
@@ -67,8 +67,8 @@ struct Plan {
   std::vector<ProvisionAction> provision;
   std::vector<TerminateAction> terminate;
   std::vector<MarkDegradedAction> degrade;
-  std::vector<ReplicaId> forget;                 // kGone records to delete
-  std::vector<std::string> remove_deployments;   // deleted and fully drained
+  std::vector<ReplicaId> forget;                // kGone records to delete
+  std::vector<std::string> remove_deployments;  // deleted and fully drained
   // Per deployment, one line on what is going on ("3/3 ready", "rolling update: 1/3 new ready",
   // "unplaced 1: no provider can take ...").
   std::vector<std::pair<std::string, std::string>> status;

@@ -11,8 +11,8 @@ namespace weft::control {
 namespace {
 
 DeploymentSpec Spec(int min, int max) {
-  auto spec = ParseDeploymentSpecYaml(
-      absl::StrCat("name: chat\nmodel: /m/model.gguf\nreplicas: {min: ", min, ", max: ", max, "}\n"));
+  auto spec = ParseDeploymentSpecYaml(absl::StrCat(
+      "name: chat\nmodel: /m/model.gguf\nreplicas: {min: ", min, ", max: ", max, "}\n"));
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }
@@ -71,10 +71,10 @@ TEST(PlanReconcileTest, ScalesFromNothingAcrossProviders) {
 }
 
 TEST(PlanReconcileTest, SteadyStateDoesNothing) {
-  Plan plan = PlanReconcile({Want(2)},
-                            {Replica("r1", "a", ReplicaPhase::kReady),
-                             Replica("r2", "b", ReplicaPhase::kStarting)},
-                            {Provider("a"), Provider("b")}, Ids());
+  Plan plan = PlanReconcile(
+      {Want(2)},
+      {Replica("r1", "a", ReplicaPhase::kReady), Replica("r2", "b", ReplicaPhase::kStarting)},
+      {Provider("a"), Provider("b")}, Ids());
   EXPECT_TRUE(plan.empty());
   ASSERT_EQ(plan.status.size(), 1u);
   EXPECT_EQ(plan.status[0].second, "1/2 ready");
@@ -156,7 +156,8 @@ TEST(PlanReconcileTest, RollingUpdateSurgesOneThenDrainsOne) {
   EXPECT_EQ(plan.terminate[0].reason, "rolling update");
   ASSERT_EQ(plan.provision.size(), 1u);
   // Last step: the second new one is ready; the last old one goes, nothing more is added.
-  rs = {Replica("o2", "b", ReplicaPhase::kReady, 1, 2), Replica("n1", "a", ReplicaPhase::kReady, 2, 3),
+  rs = {Replica("o2", "b", ReplicaPhase::kReady, 1, 2),
+        Replica("n1", "a", ReplicaPhase::kReady, 2, 3),
         Replica("n2", "b", ReplicaPhase::kReady, 2, 4)};
   plan = PlanReconcile({Want(2, 2)}, rs, providers, Ids());
   ASSERT_EQ(plan.terminate.size(), 1u);
@@ -167,10 +168,9 @@ TEST(PlanReconcileTest, RollingUpdateSurgesOneThenDrainsOne) {
 TEST(PlanReconcileTest, DeletedDeploymentDrainsThenIsRemoved) {
   DesiredDeployment d = Want(2);
   d.deleted = true;
-  Plan plan = PlanReconcile({d},
-                            {Replica("r1", "a", ReplicaPhase::kReady),
-                             Replica("r2", "b", ReplicaPhase::kDraining)},
-                            {Provider("a"), Provider("b")}, Ids());
+  Plan plan = PlanReconcile(
+      {d}, {Replica("r1", "a", ReplicaPhase::kReady), Replica("r2", "b", ReplicaPhase::kDraining)},
+      {Provider("a"), Provider("b")}, Ids());
   ASSERT_EQ(plan.terminate.size(), 1u);
   EXPECT_EQ(plan.terminate[0].reason, "deployment deleted");
   EXPECT_TRUE(plan.remove_deployments.empty());

@@ -46,13 +46,18 @@ http::Response Error(int status, std::string message) {
 
 int HttpStatusOf(const absl::Status& s) {
   switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kAborted:
-    case absl::StatusCode::kFailedPrecondition: return 409;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -266,8 +271,8 @@ void ControlServer::Watch(const http::Request& req, std::shared_ptr<http::Respon
   timeout_s = std::min(timeout_s, options_.max_watch_timeout_s);
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
-    w->Respond(http::Response{.status = 304, .content_type = "application/json", .headers = {},
-                              .body = ""});
+    w->Respond(http::Response{
+        .status = 304, .content_type = "application/json", .headers = {}, .body = ""});
     return;
   }
   watchers_.remove_if([](Watcher& x) {
@@ -302,8 +307,8 @@ void ControlServer::Watch(const http::Request& req, std::shared_ptr<http::Respon
         return;
       }
     }
-    w->Respond(http::Response{.status = 304, .content_type = "application/json", .headers = {},
-                              .body = ""});
+    w->Respond(http::Response{
+        .status = 304, .content_type = "application/json", .headers = {}, .body = ""});
     done->store(true);
   });
 }
@@ -322,8 +327,8 @@ http::Response ControlServer::CreateOrUpdate(const http::Request& req) {
     if (existing->has_value()) {
       rec = **existing;
       if (rec.deleted) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("name: deployment ", spec->name, " is being deleted; retry once it is gone"));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "name: deployment ", spec->name, " is being deleted; retry once it is gone"));
       }
       absl::StatusOr<DeploymentSpec> before = ParseSpecText(rec.spec, rec.name);
       if (before.ok()) {
@@ -528,7 +533,8 @@ http::Response ControlServer::Metrics() {
       by_phase[{d.name, std::string(ReplicaPhaseName(p))}] = 0;
     }
   }
-  for (const ReplicaRecord& r : *rs) by_phase[{r.deployment, std::string(ReplicaPhaseName(r.phase))}]++;
+  for (const ReplicaRecord& r : *rs)
+    by_phase[{r.deployment, std::string(ReplicaPhaseName(r.phase))}]++;
   absl::StrAppend(&out, "# TYPE weft_control_replicas gauge\n");
   for (const auto& [key, n] : by_phase) {
     absl::StrAppend(&out, "weft_control_replicas{deployment=\"", key.first, "\",phase=\"",

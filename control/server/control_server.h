@@ -4,12 +4,12 @@
 //   POST   /v1/deployments               body: spec YAML or JSON; create or update (201 / 200);
 //                                        400 {"error": {"message": "replicas.min: ...", "field"}}
 //   GET    /v1/deployments               [{name, generation, deleted, status, ready, replicas}]
-//   GET    /v1/deployments/{name}        {name, generation, deleted, status, spec, replicas, events}
-//   DELETE /v1/deployments/{name}        202: marked deleted (the controller drains, then removes)
-//   POST   /v1/deployments/{name}/scale  {"min": N, "max": M} (either may be left out)
-//   GET    /v1/replicas[?deployment=D]   GET /v1/providers   GET /v1/events[?object=&after=&limit=]
-//   GET    /health                       GET /metrics (Prometheus text)
-//   GET    /weft/v1/routes (also /v1/routes): the route table of ready replicas in the gateway's
+//   GET    /v1/deployments/{name}        {name, generation, deleted, status, spec, replicas,
+//   events} DELETE /v1/deployments/{name}        202: marked deleted (the controller drains, then
+//   removes) POST   /v1/deployments/{name}/scale  {"min": N, "max": M} (either may be left out) GET
+//   /v1/replicas[?deployment=D]   GET /v1/providers   GET /v1/events[?object=&after=&limit=] GET
+//   /health                       GET /metrics (Prometheus text) GET    /weft/v1/routes (also
+//   /v1/routes): the route table of ready replicas in the gateway's
 //          wire form (gateway/routing/route_table.h); ?watch=1&version=V&timeout_s=N holds the
 //          request until the table's version differs from V (200) or N seconds pass (304). A held
 //          watch waits on a thread of its own, never on an I/O thread.
@@ -36,8 +36,8 @@
 namespace weft::control {
 
 struct ControlServerOptions {
-  http::ServerOptions http;        // host, port (0 = ephemeral), threads
-  std::string admin_token;         // "" = no authentication
+  http::ServerOptions http;         // host, port (0 = ephemeral), threads
+  std::string admin_token;          // "" = no authentication
   double max_watch_timeout_s = 60;  // timeout_s asked by a watch is capped at this
   std::function<bool()> is_leader;  // reported by /health; empty = always true
 };

@@ -117,7 +117,8 @@ TEST_F(ControlServerTest, DeploymentLifecycle) {
 
 TEST_F(ControlServerTest, BadSpecsNameTheField) {
   StartServer();
-  FetchResponse r = Call("POST", "/v1/deployments", "name: chat\nmodel: /m.gguf\nreplicas: {min: 3, max: 2}\n");
+  FetchResponse r =
+      Call("POST", "/v1/deployments", "name: chat\nmodel: /m.gguf\nreplicas: {min: 3, max: 2}\n");
   ASSERT_EQ(r.status, 400);
   json err = json::parse(r.body)["error"];
   EXPECT_EQ(err["field"], "replicas.max") << r.body;
