@@ -650,7 +650,12 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     watch_in_flight_ = false;
     if (phase_ == Phase::kClosed || phase_ == Phase::kLinger) return;
     if (!ec) buffer_.commit(n);
-    if (phase_ == Phase::kDraining) return DoIdleRead();
+    if (phase_ == Phase::kDraining) {
+      // The client closed while we drained: close now (a read after EOF never completes, which
+      // would leave the socket in CLOSE-WAIT until the idle timeout).
+      if (ec && ec != net::error::operation_aborted) return Close();
+      return DoIdleRead();
+    }
     if (!ec) return StartWatch();
     ClientGone();
   }
