@@ -5,7 +5,7 @@ MODEL ?= $(WEFT_TEST_DATA)/models/stories260K/stories260K.gguf
 PROMPT ?= Once upon a time
 export WEFT_TEST_DATA
 
-.PHONY: setup configure build run test test-asan fuzz-smoke format clean
+.PHONY: setup configure build run generate test test-asan fuzz-smoke format clean
 
 setup:
 	@scripts/setup
@@ -18,7 +18,14 @@ configure: setup build/release/build.ninja
 build: configure
 	cmake --build --preset release -j $(JOBS)
 
+# The fabric on this machine: control (SQLite in ./weft-data) + gateway + local provider, a demo
+# deployment of MODEL, an admin key and a demo key printed once, and a ready-to-paste curl line.
 run: configure
+	cmake --build --preset release -j $(JOBS) --target weft
+	build/release/cli/weft up --model "$(MODEL)"
+
+# One story from MODEL, no servers.
+generate: configure
 	cmake --build --preset release -j $(JOBS) --target weft
 	build/release/cli/weft generate "$(MODEL)" -p "$(PROMPT)" -n 200
 
