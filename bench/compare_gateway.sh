@@ -303,6 +303,7 @@ EOF
   echo "compare_gateway: max $t c=$MAX_CONNS round $round: $(cat "$j")" >&2
 }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 MAX_RATE="$(echo "$RATES" | tr ' ' '\n' | sort -n | tail -1)"
 : >"$WORK/results"
 start_all=$(date +%s)
@@ -379,8 +380,8 @@ if [ -z "$COMMIT" ]; then
   fi
 fi
 echo
-echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), load before" \
-     "$(cut -d' ' -f1-3 /proc/loadavg); weft $COMMIT; nginx" \
+echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), load average before" \
+     "$LOAD_BEFORE; weft $COMMIT; nginx" \
      "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')." \
      "Gateway: io_threads $IO_THREADS, key auth, quotas unlimited, ledger on (WAL fsync on $(df --output=fstype "$GW_DIR" | tail -1)), --quiet;" \
      "nginx proxy: $IO_THREADS workers, upstream keepalive. Open loop: $OPEN_CONNS connections, ${DURATION}s after ${WARMUP}s" \
