@@ -26,7 +26,9 @@ json LoadReportJson(const LoadReport& r) {
           {"adapters", r.adapters},
           {"prefix_digest", std::move(digest)},
           {"prefix_hit_tokens", r.prefix_hit_tokens},
-          {"step_count", r.step_count}};
+          {"step_count", r.step_count},
+          {"ttft_p95_ms", r.ttft_p95_ms},
+          {"ttft_samples", r.ttft_samples}};
 }
 
 absl::StatusOr<LoadReport> ParseLoadReport(std::string_view body) {
@@ -61,6 +63,9 @@ absl::StatusOr<LoadReport> ParseLoadReport(std::string_view body) {
   if (!num("decode_tokens_per_s", &r.decode_tokens_per_s)) return bad("decode_tokens_per_s");
   if (!num("prefix_hit_tokens", &r.prefix_hit_tokens)) return bad("prefix_hit_tokens");
   if (!num("step_count", &r.step_count)) return bad("step_count");
+  if (!num("ttft_p95_ms", &r.ttft_p95_ms)) return bad("ttft_p95_ms");
+  if (!num("ttft_samples", &r.ttft_samples)) return bad("ttft_samples");
+  if (r.ttft_p95_ms < 0 || r.ttft_samples < 0) return bad("ttft_p95_ms");
   if (auto it = j.find("adapters"); it != j.end()) {
     if (!it->is_array()) return bad("adapters");
     for (const json& a : *it) {

@@ -30,6 +30,10 @@ struct LoadReport {
   std::vector<uint64_t> prefix_digest;
   int64_t prefix_hit_tokens = 0;
   int64_t step_count = 0;
+  // Time to first token of recent requests (the engine's window: the last 60 s, at most 256
+  // requests), measured from arrival at the engine. 0 / 0 when there were none.
+  double ttft_p95_ms = 0;
+  int32_t ttft_samples = 0;
 };
 
 nlohmann::ordered_json LoadReportJson(const LoadReport& report);

@@ -22,6 +22,8 @@ TEST(LoadReportTest, RoundTrip) {
   r.prefix_digest = {0xFFFFFFFFFFFFFFFFull, 1};
   r.prefix_hit_tokens = 77;
   r.step_count = 5;
+  r.ttft_p95_ms = 42.5;
+  r.ttft_samples = 17;
   std::string text = LoadReportJson(r).dump();
   EXPECT_NE(text.find("\"ffffffffffffffff\""), std::string::npos);
   auto back = ParseLoadReport(text);
@@ -37,6 +39,20 @@ TEST(LoadReportTest, TolerantButTyped) {
   EXPECT_FALSE(ParseLoadReport("{").ok());
   EXPECT_FALSE(ParseLoadReport(R"({"running": "x"})").ok());
   EXPECT_FALSE(ParseLoadReport(R"({"prefix_digest": ["zz"]})").ok());
+}
+
+TEST(LoadReportTest, TtftIsOptional) {
+  // An engine from before the TTFT signal: no samples.
+  auto old = ParseLoadReport(R"({"running": 1})");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->ttft_p95_ms, 0);
+  EXPECT_EQ(old->ttft_samples, 0);
+  auto r = ParseLoadReport(R"({"ttft_p95_ms": 812.25, "ttft_samples": 9})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_DOUBLE_EQ(r->ttft_p95_ms, 812.25);
+  EXPECT_EQ(r->ttft_samples, 9);
+  EXPECT_FALSE(ParseLoadReport(R"({"ttft_p95_ms": "slow"})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"ttft_p95_ms": -1})").ok());
 }
 
 }  // namespace

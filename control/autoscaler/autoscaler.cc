@@ -21,6 +21,17 @@ std::string_view ScaleDirectionName(ScaleDirection d) {
   return "unknown";
 }
 
+std::optional<double> DeploymentTtftP95(std::span<const api::LoadReport> loads,
+                                        int32_t min_samples) {
+  std::optional<double> any, enough;
+  for (const api::LoadReport& l : loads) {
+    if (l.ttft_samples <= 0) continue;
+    any = std::max(any.value_or(0.0), l.ttft_p95_ms);
+    if (l.ttft_samples >= min_samples) enough = std::max(enough.value_or(0.0), l.ttft_p95_ms);
+  }
+  return enough ? enough : any;
+}
+
 Autoscaler::Autoscaler(const AutoscalingSpec& autoscaling, const ReplicasSpec& replicas,
                        AutoscalerOptions options)
     : autoscaling_(autoscaling), replicas_(replicas), options_(options) {}

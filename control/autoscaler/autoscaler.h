@@ -53,6 +53,16 @@ struct AutoscalerOptions {
   double max_slo_scale_up_factor = 2;
 };
 
+// The deployment's TTFT p95 (for AutoscalerInput::ttft_p95_ms) from its replicas' load reports:
+// the highest p95 among the replicas with at least `min_samples` recent requests (among all
+// replicas with samples when none has that many); nullopt when no replica has samples.
+// Why the max: quantiles do not merge (the p95 over the union of the samples lies somewhere
+// between the smallest and the largest replica p95, and the reports carry no samples), and the
+// SLO is a promise per request, so the conservative upper bound is the one that cannot hide a
+// breach; replicas with only a few samples are left out so one slow cold request does not scale.
+std::optional<double> DeploymentTtftP95(std::span<const api::LoadReport> loads,
+                                        int32_t min_samples = 5);
+
 class Autoscaler {
  public:
   Autoscaler(const AutoscalingSpec& autoscaling, const ReplicasSpec& replicas,

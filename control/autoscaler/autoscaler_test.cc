@@ -40,6 +40,40 @@ AutoscalerInput Input(int64_t now_s, int32_t ready, const std::vector<api::LoadR
   return in;
 }
 
+api::LoadReport Ttft(double p95_ms, int32_t samples) {
+  api::LoadReport l;
+  l.ready = true;
+  l.ttft_p95_ms = p95_ms;
+  l.ttft_samples = samples;
+  return l;
+}
+
+TEST(DeploymentTtftP95Test, MaxOverReplicasWithEnoughSamples) {
+  EXPECT_EQ(DeploymentTtftP95({}), std::nullopt);
+  std::vector<api::LoadReport> none = {Ttft(0, 0), Ttft(0, 0)};
+  EXPECT_EQ(DeploymentTtftP95(none), std::nullopt);
+  // One slow cold request on a fresh replica does not outvote a busy replica's p95.
+  std::vector<api::LoadReport> mixed = {Ttft(120, 40), Ttft(900, 1), Ttft(80, 12)};
+  EXPECT_EQ(DeploymentTtftP95(mixed), 120);
+  std::vector<api::LoadReport> slow = {Ttft(120, 40), Ttft(700, 6)};
+  EXPECT_EQ(DeploymentTtftP95(slow), 700);
+  // Only few samples anywhere: the max of those.
+  std::vector<api::LoadReport> few = {Ttft(300, 2), Ttft(100, 1), Ttft(0, 0)};
+  EXPECT_EQ(DeploymentTtftP95(few), 300);
+}
+
+TEST(AutoscalerTest, SloBreachFromReportsScalesUp) {
+  AutoscalingSpec spec = Spec(100);  // load alone never breaches
+  spec.ttft_p95_ms = 500;
+  Autoscaler a(spec, {.min = 1, .max = 10});
+  std::vector<api::LoadReport> loads = {Ttft(1500, 30), Ttft(200, 30)};
+  AutoscalerInput in = Input(0, 2, loads);
+  in.ttft_p95_ms = DeploymentTtftP95(loads);
+  ScaleDecision d = a.Evaluate(in);
+  EXPECT_EQ(d.direction, ScaleDirection::kUp);
+  EXPECT_EQ(d.desired, 4);  // TTFT 3x the SLO, capped at 2x the ready replicas
+}
+
 TEST(AutoscalerTest, ScalesUpInOneEvaluation) {
   Autoscaler a(Spec(4), {.min = 1, .max = 10});
   auto loads = Loads({10, 10}, 3);  // 26 requests on 2 replicas, target 4 -> 7

@@ -273,10 +273,13 @@ absl::StatusOr<Plan> Controller::Tick() {
     st.desired = std::clamp(st.desired, floor, std::max(spec->replicas.max, floor));
 
     const int64_t period_ms = std::max<int64_t>(1, spec->autoscaling.evaluation_period_s) * 1000;
-    if (!d.deleted && (st.last_eval_ms < 0 || now - st.last_eval_ms >= period_ms)) {
+    const int64_t held = options_.held_requests ? options_.held_requests(d.name) : 0;
+    const bool cold = held > 0 && st.desired == 0;  // scale from zero: no need to wait a period
+    if (!d.deleted && (st.last_eval_ms < 0 || now - st.last_eval_ms >= period_ms || cold)) {
       st.last_eval_ms = now;
       AutoscalerInput in;
       in.now_ms = now;
+      in.pending_requests = held;
       std::vector<api::LoadReport> loads;
       for (const ReplicaRecord& r : replicas) {
         if (r.deployment != d.name) continue;
@@ -290,6 +293,7 @@ absl::StatusOr<Plan> Controller::Tick() {
         }
       }
       in.loads = loads;
+      in.ttft_p95_ms = DeploymentTtftP95(loads);
       ScaleDecision decision = st.autoscaler->Evaluate(in);
       const int32_t next = std::clamp(decision.desired, floor, std::max(spec->replicas.max, floor));
       if (next != st.desired) {

@@ -49,6 +49,10 @@ struct ControllerOptions {
 };
 
 struct ProviderEntry {
+  // Requests the gateways hold for a deployment because it has no ready replica (scale from
+  // zero; DemandBook::Held); empty = none. A deployment with held requests and no replica is
+  // evaluated at once instead of at its next evaluation period.
+  std::function<int64_t(const std::string& deployment)> held_requests;
   std::string name;
   std::string kind;  // "local", "fake", ...
   Provider* provider = nullptr;

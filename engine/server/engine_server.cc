@@ -534,6 +534,9 @@ void EngineServer::State::Register() {
     w_report.prefix_digest = std::move(l.prefix_digest);
     w_report.prefix_hit_tokens = l.prefix_hit_tokens;
     w_report.step_count = l.step_count;
+    const RecentLatency::Summary ttft = metrics.RecentTtft();
+    w_report.ttft_p95_ms = ttft.p95_ms;
+    w_report.ttft_samples = ttft.samples;
     Reply(r.path, w, JsonResponse(200, api::LoadReportJson(w_report)));
   });
   http->Handle("POST", "/weft/v1/adapters", [this](const http::Request& r, auto w) {

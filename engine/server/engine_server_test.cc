@@ -476,6 +476,9 @@ TEST_F(EngineServerTest, ModelsHealthMetricsLoad) {
   EXPECT_EQ(load["adapters"], json::array({"sql"}));
   EXPECT_TRUE(load.contains("prefix_digest"));
   EXPECT_TRUE(load.contains("decode_tokens_per_s"));
+  // The three requests above are the recent TTFT window.
+  EXPECT_EQ(load["ttft_samples"], 3);
+  EXPECT_GT(load["ttft_p95_ms"].get<double>(), 0);
 }
 
 TEST_F(EngineServerTest, AdapterLoadAndUnload) {

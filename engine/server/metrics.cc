@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/server/metrics.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -17,6 +19,23 @@ void Scalar(std::string* out, const char* name, const char* type, const char* he
 ServerMetrics::ServerMetrics()
     : ttft_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}),
       itl_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}) {}
+
+namespace {
+double SteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void ServerMetrics::ObserveTtft(double seconds) {
+  ttft_.Observe(seconds);
+  std::lock_guard lock(mu_);
+  recent_ttft_.Add(SteadySeconds(), seconds * 1000);
+}
+
+RecentLatency::Summary ServerMetrics::RecentTtft() const {
+  std::lock_guard lock(mu_);
+  return recent_ttft_.Get(SteadySeconds());
+}
 
 void ServerMetrics::CountRequest(const std::string& endpoint, int status) {
   std::lock_guard lock(mu_);

@@ -15,6 +15,7 @@
 
 #include "base/histogram.h"
 #include "engine/runtime/engine.h"
+#include "engine/server/recent_latency.h"
 
 namespace weft::engine {
 
@@ -24,9 +25,13 @@ class ServerMetrics {
 
   void CountRequest(const std::string& endpoint, int status);
   void AddTokens(int64_t prompt, int64_t completion, int64_t cached);
-  void ObserveTtft(double seconds) { ttft_.Observe(seconds); }
+  // Also kept in a recent window for the load report's ttft_p95_ms.
+  void ObserveTtft(double seconds);
   void ObserveInterToken(double seconds) { itl_.Observe(seconds); }
   void CountClientCancel() { client_cancels_++; }
+
+  // TTFT p95 of recent requests (RecentLatency's window), for GET /weft/v1/load.
+  RecentLatency::Summary RecentTtft() const;
 
   // The exposition text, with gauges from `load`.
   std::string Render(const LoadReport& load) const;
@@ -40,6 +45,7 @@ class ServerMetrics {
   std::atomic<int64_t> client_cancels_{0};
   Histogram ttft_;
   Histogram itl_;
+  mutable RecentLatency recent_ttft_;  // guarded by mu_
 };
 
 }  // namespace weft::engine
