@@ -20,9 +20,11 @@ build: configure
 
 # The fabric on this machine: control (SQLite in ./weft-data) + gateway + local provider, a demo
 # deployment of MODEL, an admin key and a demo key printed once, and a ready-to-paste curl line.
+# Where MODEL does not exist, `weft up` downloads stories260K from Hugging Face (offline: a
+# random-weight model, with a warning).
 run: configure
 	cmake --build --preset release -j $(JOBS) --target weft
-	build/release/cli/weft up --model "$(MODEL)"
+	build/release/cli/weft up $(if $(wildcard $(MODEL)),--model "$(MODEL)")
 
 # One story from MODEL, no servers.
 generate: configure

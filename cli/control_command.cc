@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "control/deployments/deployment_spec.h"
+#include "control/models/cache/model_cache.h"
 #include "control/providers/local/local_provider.h"
 #include "control/reconciler/controller.h"
 #include "control/reconciler/http_fetch.h"
@@ -42,19 +43,14 @@ std::string SelfExe() {
   return ec ? std::string() : p.string();
 }
 
-// Model sources become local paths for the local provider. hf:// downloads are not built yet.
-absl::StatusOr<std::string> ResolveLocalModel(const control::DeploymentSpec& spec) {
-  if (spec.model.kind == control::ModelSourceKind::kHuggingFace) {
-    return absl::UnimplementedError(absl::StrCat("model ", spec.model.uri,
-                                                 ": hf:// downloads are not available yet; "
-                                                 "give a local path"));
-  }
-  std::error_code ec;
-  fs::path p = fs::absolute(spec.model.uri, ec);
-  if (ec || !fs::exists(p)) {
-    return absl::NotFoundError(absl::StrCat("model ", spec.model.uri, ": no such file"));
-  }
-  return p.string();
+// The model cache under --data: hf:// files are downloaded there (HF_ENDPOINT, HF_TOKEN as the
+// Hugging Face tools read them); local paths must exist on this machine.
+absl::StatusOr<std::unique_ptr<control::ModelCache>> OpenModelCache(const std::string& data) {
+  control::ModelCacheOptions o;
+  o.dir = (fs::path(data) / "models").string();
+  if (const char* e = std::getenv("HF_ENDPOINT"); e != nullptr && *e) o.hf_endpoint = e;
+  if (const char* t = std::getenv("HF_TOKEN"); t != nullptr && *t) o.hf_token = t;
+  return control::ModelCache::Create(std::move(o));
 }
 
 std::string ControlUrl(const Args& args) {
@@ -150,9 +146,12 @@ int ControlCommand(int argc, char** argv) {
   auto local = control::LocalProvider::Create(lo);
   if (!local.ok()) return Fail(local.status());
 
+  auto models = OpenModelCache(data);
+  if (!models.ok()) return Fail(models.status());
+
   control::ControllerOptions co;
   co.tick_interval_s = *tick;
-  co.resolve_model = ResolveLocalModel;
+  co.models = models->get();
   control::Controller controller(store->get(), {{"local", "local", local->get()}}, co);
 
   control::ControlServerOptions so;
@@ -215,6 +214,8 @@ int DeployCommand(int argc, char** argv) {
     std::cout << r->dump(2) << "\n";
   } else if ((*r)["created"] == true) {
     std::cout << "deployment/" << spec->name << " created\n";
+  } else if ((*r)["unchanged"] == true && r->value("retry", false)) {
+    std::cout << "deployment/" << spec->name << " unchanged; it had failed, retrying\n";
   } else if ((*r)["unchanged"] == true) {
     std::cout << "deployment/" << spec->name << " unchanged\n";
   } else {

@@ -268,6 +268,8 @@ absl::StatusOr<Plan> Controller::Tick() {
       st.generation = d.generation;
       st.spec = *spec;
       st.autoscaler->UpdateSpec(spec->autoscaling, spec->replicas);
+      st.model = {};  // a new generation fetches its model afresh
+      if (options_.models != nullptr) options_.models->Retry(spec->model);
     }
     const int32_t floor = spec->autoscaling.scale_to_zero ? 0 : spec->replicas.min;
     st.desired = std::clamp(st.desired, floor, std::max(spec->replicas.max, floor));
@@ -349,6 +351,31 @@ absl::StatusOr<Plan> Controller::Tick() {
   }
   Plan plan = PlanReconcile(desired, planned, states, options_.new_id, options_.plan);
 
+  // 5b. Models: new replicas only for deployments whose model resolves to a local path.
+  std::map<std::string, std::string> model_paths;
+  std::set<std::string> blocked;
+  for (const ProvisionAction& a : plan.provision) {
+    if (model_paths.count(a.deployment) || blocked.count(a.deployment)) continue;
+    for (const DesiredDeployment& x : desired) {
+      if (x.name != a.deployment) continue;
+      std::string stored_status;
+      for (const DeploymentRecord& rec : deployments) {
+        if (rec.name == x.name) stored_status = rec.status;
+      }
+      std::string why;
+      if (std::optional<std::string> path = GateModel(x, stored_status, now, &why)) {
+        model_paths[x.name] = *path;
+        break;
+      }
+      blocked.insert(x.name);
+      for (auto& [name, line] : plan.status) {
+        if (name == x.name) line = line.empty() ? why : absl::StrCat(why, "; ", line);
+      }
+    }
+  }
+  std::erase_if(plan.provision,
+                [&](const ProvisionAction& a) { return blocked.count(a.deployment) > 0; });
+
   // 6. Apply.
   for (const MarkDegradedAction& a : plan.degrade) {
     (void)store_->Transaction([&](ControlTxn& txn) -> absl::Status {
@@ -399,7 +426,7 @@ absl::StatusOr<Plan> Controller::Tick() {
     spec.id = a.replica;
     spec.deployment = a.deployment;
     absl::StatusOr<std::string> model =
-        options_.resolve_model ? options_.resolve_model(d->spec) : d->spec.model.uri;
+        model_paths.count(a.deployment) ? model_paths[a.deployment] : d->spec.model.uri;
     for (const auto& [name, src] : d->spec.adapters) spec.adapters[name] = src.uri;
     spec.engine.threads = d->spec.engine.threads;
     spec.engine.ctx = d->spec.engine.ctx;
@@ -437,6 +464,77 @@ absl::StatusOr<Plan> Controller::Tick() {
     }
   }
   return plan;
+}
+
+std::optional<std::string> Controller::GateModel(const DesiredDeployment& d,
+                                                 const std::string& stored_status, int64_t now,
+                                                 std::string* status) {
+  if (options_.models == nullptr) return d.spec.model.uri;
+  auto it = deployments_.find(d.name);
+  if (it == deployments_.end()) return d.spec.model.uri;
+  ModelGate& g = it->second.model;
+  const std::string object = "deployment/" + d.name;
+  if (g.failed) {
+    const bool stored_failed = stored_status.starts_with("Failed");
+    g.failed_stored = g.failed_stored || stored_failed;
+    if (!g.failed_stored || stored_failed) {
+      *status = g.status;
+      return std::nullopt;
+    }
+    // Someone replaced our "Failed: ..." status (an unchanged `weft deploy`): try again.
+    (void)Event(object, absl::StrCat("retrying model ", d.spec.model.uri, " (requested)"));
+    g = {};
+    options_.models->Retry(d.spec.model);
+  }
+  if (g.waiting) {
+    if (now < g.retry_at_ms) {
+      *status = g.status;
+      return std::nullopt;
+    }
+    g.waiting = false;
+    options_.models->Retry(d.spec.model);
+  }
+  const ModelResolution r = options_.models->Resolve(d.spec.model);
+  const int32_t attempts = std::max(1, options_.model_retry.attempts);
+  switch (r.state) {
+    case ModelState::kReady:
+      g.failures = 0;
+      return r.path;
+    case ModelState::kPending:
+      *status = absl::StrCat("Pending: fetching model ", d.spec.model.uri);
+      if (r.bytes_done > 0 || r.bytes_total > 0) {
+        absl::StrAppendFormat(status, " (%.1f", static_cast<double>(r.bytes_done) / (1 << 20));
+        if (r.bytes_total > 0) {
+          absl::StrAppendFormat(status, " of %.1f", static_cast<double>(r.bytes_total) / (1 << 20));
+        }
+        absl::StrAppend(status, " MiB)");
+      }
+      return std::nullopt;
+    case ModelState::kFailed:
+      break;
+  }
+  g.failures++;
+  (void)Event(object, absl::StrCat("model fetch failed (attempt ", g.failures, " of ", attempts,
+                                   "): ", r.reason));
+  if (g.failures >= attempts) {
+    g.failed = true;
+    g.status = absl::StrCat("Failed: ", r.reason, " (gave up after ", g.failures,
+                            g.failures == 1 ? " attempt" : " attempts",
+                            "; fix the source and `weft deploy` again to retry)");
+    (void)Event(object, g.status);
+  } else {
+    int64_t backoff = options_.model_retry.backoff_ms;
+    for (int32_t i = 1; i < g.failures && backoff < options_.model_retry.max_backoff_ms; ++i) {
+      backoff *= 2;
+    }
+    backoff = std::min(backoff, options_.model_retry.max_backoff_ms);
+    g.waiting = true;
+    g.retry_at_ms = now + backoff;
+    g.status = absl::StrFormat("Retrying: %s (attempt %d of %d failed; next in %.0f s)", r.reason,
+                               g.failures, attempts, static_cast<double>(backoff) / 1000.0);
+  }
+  *status = g.status;
+  return std::nullopt;
 }
 
 void Controller::Start() {

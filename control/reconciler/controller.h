@@ -12,6 +12,12 @@
 // Spec changes that do not need new replicas (replicas, autoscaling, tenants...) bump the
 // deployment's generation; replicas built for the previous generation are relabelled in place when
 // this controller saw that previous spec (a restarted controller rolls them, which is safe).
+//
+// Models: a deployment gets new replicas only once its model source resolves (ModelResolver; an
+// hf:// download runs in the background, the status says "Pending: fetching model ..."). A failed
+// fetch is retried model_retry.attempts times with exponential backoff ("Retrying: ..."), then the
+// deployment's status becomes "Failed: <reason>" and stays so until a new generation of the spec,
+// or until someone overwrites that status (the control API does on an unchanged `weft deploy`).
 #pragma once
 
 #include <atomic>
@@ -28,6 +34,7 @@
 
 #include "api/load_report.h"
 #include "control/autoscaler/autoscaler.h"
+#include "control/models/model_resolver.h"
 #include "control/providers/provider.h"
 #include "control/reconciler/plan.h"
 #include "control/store/control_store.h"
@@ -42,17 +49,23 @@ struct ControllerOptions {
   // <endpoint>/weft/v1/load with a 500 ms deadline.
   std::function<std::optional<api::LoadReport>(const std::string& endpoint)> fetch_load;
   ReplicaIdGenerator new_id;  // empty = "<deployment>-<8 random hex>"
-  // Resolves a spec's model source into a local path for the provider; empty = the URI as is.
-  std::function<absl::StatusOr<std::string>(const DeploymentSpec&)> resolve_model;
+  // Requests the gateways hold for a deployment because it has no ready replica (scale from
+  // zero; DemandBook::Held); empty = none. A deployment with held requests and no replica is
+  // evaluated at once instead of at its next evaluation period.
+  std::function<int64_t(const std::string& deployment)> held_requests;
+  // Resolves a spec's model source into a local path for the provider (borrowed; outlives the
+  // controller); nullptr = the URI as is.
+  ModelResolver* models = nullptr;
+  struct ModelRetry {
+    int32_t attempts = 3;       // fetches of a failing model before the deployment fails
+    int64_t backoff_ms = 2000;  // before the second attempt; doubles after each failure
+    int64_t max_backoff_ms = 60000;
+  } model_retry;
   int64_t failure_window_ms = 120000;  // failures counted for the degraded flag
   PlanOptions plan;
 };
 
 struct ProviderEntry {
-  // Requests the gateways hold for a deployment because it has no ready replica (scale from
-  // zero; DemandBook::Held); empty = none. A deployment with held requests and no replica is
-  // evaluated at once instead of at its next evaluation period.
-  std::function<int64_t(const std::string& deployment)> held_requests;
   std::string name;
   std::string kind;  // "local", "fake", ...
   Provider* provider = nullptr;
@@ -75,8 +88,18 @@ class Controller {
   int64_t ticks() const { return ticks_.load(); }
 
  private:
+  // Where fetching a deployment's model stands (reset by a new generation).
+  struct ModelGate {
+    int32_t failures = 0;  // failed fetches of this generation's model
+    bool waiting = false;  // for retry_at_ms, before asking the resolver to fetch again
+    int64_t retry_at_ms = 0;
+    bool failed = false;         // gave up: the deployment is Failed
+    bool failed_stored = false;  // the store has shown our "Failed: ..." status
+    std::string status;          // the status line while blocked
+  };
   struct DeploymentState {
     int64_t generation = 0;
+    ModelGate model;
     DeploymentSpec spec;
     std::unique_ptr<Autoscaler> autoscaler;
     int32_t desired = 0;
@@ -94,6 +117,9 @@ class Controller {
   int64_t Now() const;
   ProviderRuntime* FindProvider(const std::string& name);
   void RecordFailure(ProviderRuntime* p, int64_t now, const std::string& why);
+  // The local model path for new replicas of `d`, or nullopt with *status saying why not yet.
+  std::optional<std::string> GateModel(const DesiredDeployment& d, const std::string& stored_status,
+                                       int64_t now, std::string* status);
   absl::Status Event(const std::string& object, const std::string& message);
   absl::Status AdjustCounters(const std::string& provider, int64_t successes, int64_t failures);
   void Loop();

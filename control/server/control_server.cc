@@ -317,7 +317,7 @@ http::Response ControlServer::CreateOrUpdate(const http::Request& req) {
   absl::StatusOr<DeploymentSpec> spec = ParseSpecText(req.body, "body");
   if (!spec.ok()) return Error(400, std::string(spec.status().message()));
   const std::string text = Canonical(*spec);
-  bool created = false, rolling = false, unchanged = false;
+  bool created = false, rolling = false, unchanged = false, retry = false;
   std::vector<std::string> changed;
   int64_t generation = 0;
   absl::Status s = store_->Transaction([&](ControlTxn& txn) -> absl::Status {
@@ -338,7 +338,17 @@ http::Response ControlServer::CreateOrUpdate(const http::Request& req) {
       if (rec.spec == text) {
         unchanged = true;
         generation = rec.generation;
-        return absl::OkStatus();
+        if (!rec.status.starts_with("Failed")) return absl::OkStatus();
+        // The same spec again after the controller gave up on it (its model could not be
+        // fetched): replacing the "Failed: ..." status asks the controller to try again.
+        retry = true;
+        rec.status = "Retrying: requested by a deploy of the unchanged spec";
+        auto put = txn.Put<DeploymentRecord>(std::move(rec));
+        if (!put.ok()) return put.status();
+        EventRecord e;
+        e.object = "deployment/" + spec->name;
+        e.message = "retry requested";
+        return txn.AppendEvent(std::move(e)).status();
       }
     } else {
       created = true;
@@ -359,6 +369,7 @@ http::Response ControlServer::CreateOrUpdate(const http::Request& req) {
                                     {"generation", generation},
                                     {"created", created},
                                     {"unchanged", unchanged},
+                                    {"retry", retry},
                                     {"rolling_update", rolling},
                                     {"changed", changed}});
 }
