@@ -149,8 +149,12 @@ int ControlCommand(int argc, char** argv) {
   auto models = OpenModelCache(data);
   if (!models.ok()) return Fail(models.status());
 
+  // Requests the gateways hold for deployments with no ready replica (POST /weft/v1/demand): the
+  // autoscaler scales those from zero.
+  control::DemandBook demand;
   control::ControllerOptions co;
   co.tick_interval_s = *tick;
+  co.held_requests = [&demand](const std::string& d) { return demand.Held(d); };
   co.models = models->get();
   control::Controller controller(store->get(), {{"local", "local", local->get()}}, co);
 
@@ -159,6 +163,7 @@ int ControlCommand(int argc, char** argv) {
   so.http.port = static_cast<uint16_t>(*port);
   so.http.threads = 2;
   so.admin_token = args->GetString("--token", "");
+  so.demand = &demand;
   control::LeaderElector* el = elector->get();
   so.is_leader = [el] { return el->IsLeader(); };
   control::ControlServer server(store->get(), so);
@@ -298,6 +303,7 @@ int DescribeCommand(int argc, char** argv) {
             << "Generation:  " << (*r)["generation"].dump() << "\n"
             << "Deleted:     " << ((*r)["deleted"] == true ? "yes" : "no") << "\n"
             << "Status:      " << (*r)["status"].get<std::string>() << "\n"
+            << "Held:        " << r->value("held", int64_t{0}) << " (requests the gateways hold)\n"
             << "Spec:\n"
             << (*r)["spec"].dump(2) << "\nReplicas:\n";
   for (const auto& x : (*r)["replicas"]) {

@@ -197,6 +197,7 @@ ControlServer::ControlServer(ControlStore* store, ControlServerOptions options)
   Route("GET", "/v1/providers", [this](const http::Request&) { return ListProviders(); });
   Route("GET", "/v1/events", [this](const http::Request& r) { return ListEvents(r); });
   Route("GET", "/metrics", [this](const http::Request&) { return Metrics(); });
+  Route("POST", "/weft/v1/demand", [this](const http::Request& r) { return Demand(r.body); });
   server_.Handle("GET", "/health", [this](const http::Request&, auto w) {
     const bool leader = !options_.is_leader || options_.is_leader();
     w->Respond(Json(200, {{"status", "ok"}, {"leader", leader}}));
@@ -432,7 +433,32 @@ http::Response ControlServer::GetDeployment(const std::string& name) {
                     {"spec", std::move(spec)},
                     {"replicas", std::move(replicas)},
                     {"events", std::move(events)},
-                    {"replica_events", std::move(replica_events)}});
+                    {"replica_events", std::move(replica_events)},
+                    {"held", options_.demand ? options_.demand->Held(name) : 0}});
+}
+
+http::Response ControlServer::Demand(const std::string& body) {
+  if (options_.demand == nullptr) return Error(404, "demand: not served here");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return Error(400, "body: not a JSON object");
+  auto gateway = j.find("gateway");
+  if (gateway == j.end() || !gateway->is_string() || gateway->get<std::string>().empty()) {
+    return Error(400, "gateway: must be a non-empty string");
+  }
+  auto deployments = j.find("deployments");
+  if (deployments == j.end() || !deployments->is_object()) {
+    return Error(400, "deployments: must be an object");
+  }
+  std::map<std::string, int64_t> held;
+  for (const auto& [name, d] : deployments->items()) {
+    auto n = d.is_object() ? d.find("held") : d.end();
+    if (!d.is_object() || n == d.end() || !n->is_number_integer() || n->get<int64_t>() < 0) {
+      return Error(400, absl::StrCat("deployments.", name, ".held: must be an integer >= 0"));
+    }
+    held[name] = n->get<int64_t>();
+  }
+  options_.demand->Report(gateway->get<std::string>(), std::move(held));
+  return Json(200, {{"gateway", gateway->get<std::string>()}});
 }
 
 http::Response ControlServer::DeleteDeployment(const std::string& name) {

@@ -13,6 +13,9 @@
 //          wire form (gateway/routing/route_table.h); ?watch=1&version=V&timeout_s=N holds the
 //          request until the table's version differs from V (200) or N seconds pass (304). A held
 //          watch waits on a thread of its own, never on an I/O thread.
+//   POST /weft/v1/demand: {"gateway": ID, "deployments": {NAME: {"held": N}}}: requests a gateway
+//          holds because a deployment has no ready replica (scale from zero), kept in the
+//          DemandBook for the autoscaler; `held` also shows in GET /v1/deployments/{name}.
 // With an admin token every path but /health needs "Authorization: Bearer <token>" (401).
 // Ownership: borrows the store (it outlives the server). Thread-safe; Stop() ends held watches.
 #pragma once
@@ -30,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/http/http_server.h"
+#include "control/server/demand_book.h"
 #include "control/store/control_store.h"
 #include "nlohmann/json.hpp"
 
@@ -40,6 +44,7 @@ struct ControlServerOptions {
   std::string admin_token;          // "" = no authentication
   double max_watch_timeout_s = 60;  // timeout_s asked by a watch is capped at this
   std::function<bool()> is_leader;  // reported by /health; empty = always true
+  DemandBook* demand = nullptr;     // borrowed; null: POST /weft/v1/demand answers 404
 };
 
 // The route table (gateway wire form) of the store's ready replicas, with a content version.
@@ -69,6 +74,7 @@ class ControlServer {
   http::Response ListProviders();
   http::Response ListEvents(const http::Request& req);
   http::Response Metrics();
+  http::Response Demand(const std::string& body);
 
   ControlStore* const store_;
   const ControlServerOptions options_;

@@ -26,6 +26,7 @@ class ControlServerTest : public ::testing::Test {
   void StartServer(std::string token = "") {
     ControlServerOptions o;
     o.admin_token = std::move(token);
+    o.demand = &demand_;
     server_ = std::make_unique<ControlServer>(&store_, o);
     ASSERT_TRUE(server_->Start().ok());
   }
@@ -60,6 +61,7 @@ class ControlServerTest : public ::testing::Test {
   }
 
   MemoryControlStore store_;
+  DemandBook demand_;
   std::unique_ptr<ControlServer> server_;
 };
 
@@ -164,6 +166,43 @@ TEST_F(ControlServerTest, AdminToken) {
   EXPECT_EQ(Call("GET", "/weft/v1/routes").status, 401);
   EXPECT_EQ(Call("GET", "/weft/v1/routes", "", "s3cret").status, 200);
   EXPECT_EQ(Call("GET", "/health").status, 200);
+}
+
+TEST_F(ControlServerTest, DemandFromGatewaysForAScaledToZeroDeployment) {
+  StartServer("s3cret");
+  const std::string spec =
+      "name: chat\nmodel: /m/model.gguf\nreplicas: {min: 0, max: 2}\n"
+      "autoscaling: {scale_to_zero: true}\n";
+  ASSERT_EQ(Call("POST", "/v1/deployments", spec, "s3cret").status, 201);
+  // No replica at all: still in the route table (the gateway holds its requests instead of 404).
+  FetchResponse r = Call("GET", "/weft/v1/routes", "", "s3cret");
+  ASSERT_EQ(r.status, 200);
+  auto table = gateway::RouteTableFromJson(r.body);
+  ASSERT_TRUE(table.ok()) << table.status() << r.body;
+  ASSERT_NE((*table)->FindDeployment("chat"), nullptr) << r.body;
+  EXPECT_TRUE((*table)->FindDeployment("chat")->replicas.empty());
+
+  const std::string body = R"({"gateway": "gw-1", "deployments": {"chat": {"held": 3}}})";
+  EXPECT_EQ(Call("POST", "/weft/v1/demand", body).status, 401) << "the route watch's token";
+  ASSERT_EQ(Call("POST", "/weft/v1/demand", body, "s3cret").status, 200);
+  ASSERT_EQ(Call("POST", "/weft/v1/demand",
+                 R"({"gateway": "gw-2", "deployments": {"chat": {"held": 2}}})", "s3cret")
+                .status,
+            200);
+  EXPECT_EQ(demand_.Held("chat"), 5);
+  r = Call("GET", "/v1/deployments/chat", "", "s3cret");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["held"], 5);
+
+  for (const char* bad : {R"([1])", R"({"deployments": {}})", R"({"gateway": "g"})",
+                          R"({"gateway": "g", "deployments": {"chat": {"held": -1}}})",
+                          R"({"gateway": "g", "deployments": {"chat": 4}})"}) {
+    r = Call("POST", "/weft/v1/demand", bad, "s3cret");
+    EXPECT_EQ(r.status, 400) << bad;
+  }
+  r = Call("POST", "/weft/v1/demand", R"({"gateway": "g", "deployments": {"chat": {"held": 1.5}}})",
+           "s3cret");
+  EXPECT_NE(r.body.find("deployments.chat.held"), std::string::npos) << r.body;
 }
 
 TEST_F(ControlServerTest, RoutesAndTheirWatch) {
