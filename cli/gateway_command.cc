@@ -121,6 +121,7 @@ int GatewayCommand(int argc, char** argv) {
         config.deployments, gateway::StaticRouteSourceOptions{
                                 config_path, config_path.empty() ? 0 : config.routes.reload_poll_s});
     o.routes.reset(routes);
+    o.control_token = wo.bearer_token;  // also for the demand reports (scale from zero)
   }
 
   // Signals are taken by sigwait below; block them before any thread starts.

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -21,6 +22,8 @@
 #include "base/status.h"
 #include "base/http/http_server.h"
 #include "gateway/auth/api_key.h"
+#include "gateway/demand_reporter.h"
+#include "gateway/hold_queue.h"
 #include "gateway/proxy_call.h"
 #include "gateway/quota/quota_tracker.h"
 #include "gateway/routing/balancer.h"
@@ -156,6 +159,8 @@ struct Gateway::Impl {
   RouteTableHolder routes;
   quota::QuotaTracker quotas;
   std::unique_ptr<RetryBudget> retry_budget;
+  std::unique_ptr<DemandReporter> demand;  // tells control what `holds` holds (route watch only)
+  std::unique_ptr<HoldQueue> holds;        // scale from zero: requests waiting for a ready replica
   std::unique_ptr<WorkPool> ledger_pool;
   Metrics metrics;
   std::atomic<bool> stopped{false};
@@ -182,6 +187,7 @@ struct Gateway::Impl {
 
   void OnRoutes(std::shared_ptr<const RouteTable> table) {
     std::vector<upstream::PolledReplica> polled;
+    std::set<std::string> ready;  // deployments with a ready replica: their held requests go
     {
       std::lock_guard lock(replicas_mu);
       std::map<std::string, std::shared_ptr<ReplicaRuntime>> next;
@@ -195,6 +201,7 @@ struct Gateway::Impl {
                            : std::make_shared<ReplicaRuntime>(
                                  opt.config.outlier, opt.config.limits.max_outstanding_per_replica);
           ids.push_back(r.id);
+          if (r.state == ReplicaState::kReady) ready.insert(d.name);
           if (r.state != ReplicaState::kDown) {
             polled.push_back({r.id, upstream::Target{r.host, r.port}});
           }
@@ -209,6 +216,7 @@ struct Gateway::Impl {
       outliers = std::move(next_outliers);
     }
     routes.Set(std::move(table));
+    if (holds) holds->SetReady(std::move(ready));
     if (poller) poller->SetReplicas(std::move(polled));
   }
 
@@ -396,8 +404,14 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
                           lim.upstream_stall_timeout_s};
   env->unary_timeouts = {lim.upstream_connect_timeout_s, 0, lim.upstream_stall_timeout_s * 40};
   const int64_t est_tokens = reserve;
-  env->pick = [this, dep, adapter, prefix_keys, est_tokens](const std::vector<std::string>& ex) {
-    return Pick(dep, adapter, *prefix_keys, est_tokens, ex);
+  env->pick = [this, dep, adapter, prefix_keys,
+               est_tokens](const std::vector<std::string>& ex) -> std::optional<RouteChoice> {
+    if (!dep.replicas.empty()) return Pick(dep, adapter, *prefix_keys, est_tokens, ex);
+    // No replica in the request's snapshot (scale from zero): the current table may have one.
+    auto now = routes.Get();
+    const DeploymentConfig* d = now->FindDeployment(dep.name);
+    if (d == nullptr) return std::nullopt;
+    return Pick(*d, adapter, *prefix_keys, est_tokens, ex);
   };
   auto breaker_held = std::make_shared<std::map<std::string, bool>>();  // per attempt: acquired
   auto breaker_mu = std::make_shared<std::mutex>();
@@ -440,6 +454,8 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     }
   };
   env->may_retry = [this] { return retry_budget->TryRetry(NowS()); };
+  env->holds = holds.get();
+  env->deployment = dep.name;
   const std::string request_id = NewRequestId();
   const bool stream = req->stream;
   const std::string client_model = req->model;
@@ -566,6 +582,13 @@ std::string Gateway::Impl::RenderMetrics() {
          static_cast<double>(metrics.upstream_failures.load()));
   scalar("weft_gateway_auth_failures_total", "counter", "Requests with a missing or bad key.",
          static_cast<double>(metrics.auth_failures.load()));
+  int64_t held = 0;
+  if (holds) {
+    for (const auto& [name, n] : holds->Held()) held += n;
+  }
+  scalar("weft_gateway_held_requests", "gauge",
+         "Requests waiting for a deployment with no ready replica (scale from zero).",
+         static_cast<double>(held));
   scalar("weft_gateway_ledger_errors_total", "counter", "Usage records that failed to append.",
          static_cast<double>(metrics.ledger_errors.load()));
   int64_t ejections = 0;
@@ -629,6 +652,21 @@ absl::Status Gateway::Start() {
   upstream::ClientOptions co;
   co.threads = std::max(1, c.io_threads);
   g.client = std::make_unique<upstream::UpstreamClient>(co);
+  // Scale from zero: requests for a deployment with no ready replica wait for one (before the
+  // routes start: their first table already releases them), and control hears of them.
+  if (!c.routes.control_url.empty()) {
+    DemandReporterOptions dro;
+    dro.control_url = c.routes.control_url;
+    dro.bearer_token = g.opt.control_token;
+    WEFT_ASSIGN_OR_RETURN(g.demand, DemandReporter::Create(g.client.get(), std::move(dro)));
+  }
+  HoldQueueOptions ho;
+  ho.max_held_per_deployment = c.limits.max_held_per_deployment;
+  ho.hold_timeout_s = c.limits.hold_timeout_s;
+  ho.on_demand = [&g](const std::map<std::string, int64_t>& held) {
+    if (g.demand) g.demand->Report(held);
+  };
+  g.holds = std::make_unique<HoldQueue>(std::move(ho));
   g.ledger_pool = std::make_unique<WorkPool>(std::max(1, g.opt.ledger_threads));
   upstream::LoadPollerOptions po;
   po.interval_s = c.health.load_poll_interval_s;
@@ -692,6 +730,8 @@ uint16_t Gateway::port() const { return impl_->server ? impl_->server->port() : 
 void Gateway::Stop(double deadline_s) {
   Impl& g = *impl_;
   if (g.stopped.exchange(true)) return;
+  // Held requests get their 503 now, not at the end of the drain.
+  if (g.holds) g.holds->Shutdown();
   if (g.server) g.server->Stop(deadline_s);  // in-flight calls finish (or are cut and billed)
   if (g.poller) g.poller->Stop();
   if (g.opt.routes) g.opt.routes->Stop();

@@ -33,6 +33,8 @@ struct GatewayOptions {
   int ledger_threads = 16;                 // concurrent appenders (share group commits)
   int64_t default_max_tokens = 256;        // reserved against quotas when a request names none
   bool access_log = true;                  // one JSON line per request on stderr
+  // Bearer token for the control plane (config.routes.control_url): POST /weft/v1/demand.
+  std::string control_token;
 };
 
 class Gateway {

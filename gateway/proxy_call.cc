@@ -94,7 +94,10 @@ void ProxyCall::NextAttempt(const std::string& why) {
     if (!choice && !exclude.empty()) choice = env_->pick({});  // all failed once: any healthy one
     lock.lock();
     if (!choice) {
+      const bool hold = first && env_->holds != nullptr && !held_;
+      held_ = held_ || hold;
       lock.unlock();
+      if (hold) return Hold();
       return FailClient(503, "service_unavailable",
                         why.empty() ? "no replica available" : absl::StrCat("no replica: ", why));
     }
@@ -412,18 +415,55 @@ void ProxyCall::Finish(int status, std::string error, std::function<void()> deli
   }
 }
 
+void ProxyCall::Hold() {
+  auto self = shared_from_this();
+  HoldQueue::Ticket t = env_->holds->Hold(env_->deployment, [self](HoldQueue::Resume r) {
+    {
+      std::lock_guard lock(self->mu_);
+      self->hold_id_ = 0;
+    }
+    if (r == HoldQueue::Resume::kReady) return self->NextAttempt("");
+    self->FailClient(503, "service_unavailable",
+                     r == HoldQueue::Resume::kTimedOut
+                         ? absl::StrCat("no replica of ", self->env_->deployment,
+                                        " became ready in time (it is starting)")
+                         : std::string("the gateway is shutting down"));
+  });
+  switch (t.admission) {
+    case HoldQueue::Admission::kHeld: {
+      std::unique_lock lock(mu_);
+      if (!ended_ && !client_gone_) {
+        hold_id_ = t.id;
+        return;
+      }
+      lock.unlock();
+      env_->holds->Cancel(t.id);  // the client left before we got here (OnClientGone finishes)
+      return;
+    }
+    case HoldQueue::Admission::kReady:  // a replica came between the pick and now
+      return NextAttempt("");
+    case HoldQueue::Admission::kFull:
+      return FailClient(
+          503, "service_unavailable",
+          absl::StrCat("too many requests wait for a replica of ", env_->deployment, " to start"));
+  }
+}
+
 void ProxyCall::OnClientGone() {
   std::shared_ptr<upstream::Exchange> ex;
+  uint64_t held = 0;
   {
     std::lock_guard lock(mu_);
     if (ended_ || client_gone_) return;
     client_gone_ = true;
+    held = std::exchange(hold_id_, 0);
     if (current_) ex = current_->exchange;
   }
+  if (held != 0) env_->holds->Cancel(held);  // its place in the queue goes to others
   if (ex) {
     ex->Cancel();  // OnDone(Cancelled) finishes the call with 499
   } else {
-    Finish(499, "client went away", nullptr);
+    Finish(499, "client went away", nullptr);  // releases its quota reservation
   }
 }
 

@@ -26,6 +26,7 @@
 
 #include "api/openai.h"
 #include "base/http/http_server.h"
+#include "gateway/hold_queue.h"
 #include "gateway/upstream/upstream_client.h"
 #include "nlohmann/json.hpp"
 
@@ -92,6 +93,10 @@ struct ProxyEnv {
   upstream::Timeouts stream_timeouts;  // streaming: first byte = first token; stall between events
   upstream::Timeouts unary_timeouts;   // non-streaming: first byte = the whole generation
   int max_attempts = 4;                // attempts per request, retries and migrations together
+  // Scale from zero: when the first attempt finds no replica, the call waits in this queue under
+  // `deployment` until the route table brings a ready replica (null: 503 at once).
+  HoldQueue* holds = nullptr;
+  std::string deployment;
 };
 
 class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
@@ -113,6 +118,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
   void OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk);
   void OnDone(const std::shared_ptr<Attempt>& a, absl::Status status);
   void OnClientGone();
+  void Hold();  // scale from zero: wait for a ready replica (mu_ not held)
 
   // Streaming: one upstream event; returns false when the stream is malformed.
   bool HandleEvent(const std::shared_ptr<Attempt>& a, const std::string& data,
@@ -136,6 +142,8 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
   bool finish_sent_ = false;     // a choice chunk with a finish_reason went out
   bool ended_ = false;
   bool client_gone_ = false;
+  bool held_ = false;     // waited in env_->holds once already
+  uint64_t hold_id_ = 0;  // while held: the ticket to cancel when the client leaves
   std::string stream_id_;  // id / created of the first replica's stream
   int64_t stream_created_ = 0;
   std::vector<int32_t> sent_tokens_;  // token ids the client has

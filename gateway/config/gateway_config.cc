@@ -320,7 +320,8 @@ absl::Status ReadLimits(Ctx& ctx, const MapReader& top, LimitsConfig* l) {
                       {"max_body_bytes", "header_timeout_s", "idle_timeout_s",
                        "upstream_connect_timeout_s", "upstream_first_byte_timeout_s",
                        "upstream_stall_timeout_s", "retries", "retry_budget_ratio",
-                       "retry_budget_min_per_s", "hedge_after_ms", "max_outstanding_per_replica"}));
+                       "retry_budget_min_per_s", "hedge_after_ms", "max_outstanding_per_replica",
+                       "hold_timeout_s", "max_held_per_deployment"}));
   constexpr double kDay = 86400;
   WEFT_RETURN_IF_ERROR(ReadBytes(ctx, m, "max_body_bytes", &l->max_body_bytes));
   WEFT_RETURN_IF_ERROR(ReadDouble(ctx, m, "header_timeout_s", 0.001, kDay, &l->header_timeout_s));
@@ -338,6 +339,9 @@ absl::Status ReadLimits(Ctx& ctx, const MapReader& top, LimitsConfig* l) {
   WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "hedge_after_ms", 0, 3600 * 1000, &l->hedge_after_ms));
   WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "max_outstanding_per_replica", 1, 1 << 24,
                                  &l->max_outstanding_per_replica));
+  WEFT_RETURN_IF_ERROR(ReadDouble(ctx, m, "hold_timeout_s", 0, kDay, &l->hold_timeout_s));
+  WEFT_RETURN_IF_ERROR(
+      ReadIntAs(ctx, m, "max_held_per_deployment", 0, 1 << 20, &l->max_held_per_deployment));
   return absl::OkStatus();
 }
 

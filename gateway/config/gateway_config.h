@@ -94,6 +94,10 @@ struct LimitsConfig {
   double retry_budget_min_per_s = 3;          // retries always allowed per second
   int hedge_after_ms = 0;                     // 0 = no hedging
   int max_outstanding_per_replica = 256;      // at this many a replica counts as saturated
+  // Scale from zero: a request for a deployment with no ready replica waits (held) this long for
+  // one, at most this many per deployment; past either, 503 with Retry-After.
+  double hold_timeout_s = 60;
+  int max_held_per_deployment = 256;
 
   friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
 };

@@ -30,6 +30,8 @@ limits:
   retry_budget_min_per_s: 5
   hedge_after_ms: 250
   max_outstanding_per_replica: 64
+  hold_timeout_s: 12.5
+  max_held_per_deployment: 9
 balancer:
   policy: prefix
   adapter_affinity: false
@@ -105,6 +107,8 @@ TEST(GatewayConfigTest, ParsesEveryField) {
   EXPECT_EQ(l.retry_budget_min_per_s, 5);
   EXPECT_EQ(l.hedge_after_ms, 250);
   EXPECT_EQ(l.max_outstanding_per_replica, 64);
+  EXPECT_EQ(l.hold_timeout_s, 12.5);
+  EXPECT_EQ(l.max_held_per_deployment, 9);
 
   const BalancerConfig& b = c->balancer;
   EXPECT_EQ(b.policy, BalancerPolicy::kPrefix);
