@@ -327,16 +327,22 @@ TEST_F(AutoscaleTest, ScaleFromZeroHoldsTheFirstRequestUntilAReplicaIsReady) {
 
   const auto sent = Clock::now();
   auto held = std::async(std::launch::async, [&] { return Complete(kName, prompt, 24); });
-  // While it waits: control hears of it (describe shows it) and starts a replica.
+  // While it waits: control hears of it (describe shows it) and starts a replica. A fast cold
+  // start may answer before a poll sees it; the scale-up event below names the held request too.
   int64_t seen_held = 0;
-  EXPECT_TRUE(WaitFor(
+  WaitFor(
       [&] {
         json d = Call("GET", std::string("/v1/deployments/") + kName);
         seen_held = d.is_object() ? d.value("held", int64_t{0}) : 0;
-        return seen_held >= 1;
+        return seen_held >= 1 ||
+               held.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
       },
-      10, 50));
-  EXPECT_EQ(seen_held, 1);
+      10, 20);
+  if (held.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    EXPECT_EQ(seen_held, 1);
+  }
+  std::printf("[autoscale] held count seen by control while the request waited: %lld\n",
+              static_cast<long long>(seen_held));
   std::string describe;
   {
     auto p =
