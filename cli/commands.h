@@ -28,6 +28,7 @@ int DescribeCommand(int argc, char** argv);  // weft describe deployment NAME
 int DeleteCommand(int argc, char** argv);    // weft delete NAME
 int ScaleCommand(int argc, char** argv);     // weft scale NAME --min N --max M
 int UpCommand(int argc, char** argv);        // weft up
+int AgentCommand(int argc, char** argv);     // weft agent
 
 // Prints "weft: <status message>" to stderr; returns 1.
 int Fail(const absl::Status& status);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `weft control`: the control plane in one process: the store (SQLite under --data, or --store
-// postgres://...), the local provider (engines as child processes of this one), the control loop
+// postgres://...), the providers (--providers FILE.yaml, control/providers/provider_config.h; by
+// default one local provider: engines as child processes of this one), the control loop
 // (only while this instance is the leader; others on the same store stand by) and the HTTP API.
 // And its clients: `weft deploy -f SPEC`, `weft get deployments|replicas|providers`,
 // `weft describe deployment NAME`, `weft delete NAME`, `weft scale NAME --min N --max M`.
@@ -21,7 +22,7 @@
 #include "cli/commands.h"
 #include "control/deployments/deployment_spec.h"
 #include "control/models/cache/model_cache.h"
-#include "control/providers/local/local_provider.h"
+#include "control/providers/provider_config.h"
 #include "control/reconciler/controller.h"
 #include "control/reconciler/http_fetch.h"
 #include "control/server/control_server.h"
@@ -111,6 +112,7 @@ int ControlCommand(int argc, char** argv) {
                            {{"--host"}},
                            {{"--port"}},
                            {{"--local-slots"}},
+                           {{"--providers"}},
                            {{"--token"}},
                            {{"--tick"}}});
   if (!args.ok()) return Fail(args.status());
@@ -139,12 +141,32 @@ int ControlCommand(int argc, char** argv) {
   auto elector = control::OpenLeaderElector(store_spec);
   if (!elector.ok()) return Fail(elector.status());
 
-  control::LocalProviderOptions lo;
-  lo.weft_binary = SelfExe();
-  lo.log_dir = (fs::path(data) / "logs").string();
-  lo.slots = static_cast<int>(*slots);
-  auto local = control::LocalProvider::Create(lo);
-  if (!local.ok()) return Fail(local.status());
+  // The providers: from --providers, else one local provider with --local-slots slots.
+  std::vector<control::ProviderConfig> configs;
+  if (auto file = args->Get("--providers")) {
+    if (args->Has("--local-slots")) {
+      return Fail(absl::InvalidArgumentError(
+          "--local-slots: not with --providers (give slots: in the providers file)"));
+    }
+    auto loaded = control::LoadProvidersFile(*file);
+    if (!loaded.ok()) return Fail(loaded.status());
+    configs = *std::move(loaded);
+  } else {
+    control::ProviderConfig local;
+    local.name = "local";
+    local.kind = "local";
+    local.slots = static_cast<int>(*slots);
+    configs.push_back(local);
+  }
+  control::ProviderEnvironment penv;
+  penv.weft_binary = SelfExe();
+  penv.data_dir = data;
+  auto providers = control::BuildProviders(configs, penv);
+  if (!providers.ok()) return Fail(providers.status());
+  std::vector<control::ProviderEntry> entries;
+  for (const control::BuiltProvider& p : *providers) {
+    entries.push_back({p.name, p.kind, p.provider.get()});
+  }
 
   auto models = OpenModelCache(data);
   if (!models.ok()) return Fail(models.status());
@@ -156,7 +178,7 @@ int ControlCommand(int argc, char** argv) {
   co.tick_interval_s = *tick;
   co.held_requests = [&demand](const std::string& d) { return demand.Held(d); };
   co.models = models->get();
-  control::Controller controller(store->get(), {{"local", "local", local->get()}}, co);
+  control::Controller controller(store->get(), entries, co);
 
   control::ControlServerOptions so;
   so.http.host = host;
@@ -193,7 +215,7 @@ int ControlCommand(int argc, char** argv) {
   el->Resign();
   controller.Stop();
   server.Stop();
-  local->reset();  // stops the engines
+  providers->clear();  // stops the local engines (agents keep theirs)
   return 0;
 }
 

@@ -28,9 +28,12 @@ constexpr char kUsage[] =
     "         [--chat-template-file F]\n"
     "  gateway [--config FILE] [--host H] [--port P] [--data DIR] [--drain SECONDS] [--quiet]\n"
     "  control [--data DIR] [--store URL] [--host H] [--port 7070] [--local-slots N] [--token T]\n"
+    "          [--providers PROVIDERS.yaml]\n"
     "  deploy -f SPEC.yaml [--control URL] [--token T]\n"
     "  get deployments|replicas|providers [--control URL] [-o json]\n"
     "  describe deployment NAME | delete NAME | scale NAME [--min N] [--max M]\n"
+    "  agent --token T [--host H] [--port 7071] [--advertise ADDR] [--slots N] [--accelerator K]\n"
+    "        [--region R] [--data DIR]   (per-host daemon of the hosts provider)\n"
     "  up [--model M] [--port 8080] [--control-port 7070] [--data DIR] [--name demo]\n"
     "  keys create|list|revoke ...       (tenants and API keys; weft keys --help)\n"
     "  tenants create|list|set ...\n"
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
   if (verb == "delete") return weft::cli::DeleteCommand(argc, argv);
   if (verb == "scale") return weft::cli::ScaleCommand(argc, argv);
   if (verb == "up") return weft::cli::UpCommand(argc, argv);
+  if (verb == "agent") return weft::cli::AgentCommand(argc, argv);
   if (verb == "usage") {
     return weft::gateway::RunUsageCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout,
                                           std::cerr);

@@ -52,7 +52,15 @@ absl::StatusOr<FetchResponse> HttpFetch(const FetchRequest& request) {
     beast::error_code ec;
     auto endpoints = resolver.resolve(host, port, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", ec.message()));
-    stream.connect(endpoints, ec);
+    // Asynchronous operations on one io_context: beast::tcp_stream's deadline (expires_after)
+    // applies to asynchronous operations only; synchronous ones would wait forever on a host
+    // that never answers (a blackholed connect, a server that accepts but does not respond).
+    auto run = [&io] {
+      io.restart();
+      io.run();
+    };
+    stream.async_connect(endpoints, [&ec](beast::error_code e, const auto&) { ec = e; });
+    run();
     if (ec) {
       if (ec == beast::error::timeout) return absl::DeadlineExceededError("connect timed out");
       return absl::UnavailableError(absl::StrCat("connect ", host, ":", port, ": ", ec.message()));
@@ -71,12 +79,14 @@ absl::StatusOr<FetchResponse> HttpFetch(const FetchRequest& request) {
       req.body() = request.body;
       req.prepare_payload();
     }
-    bhttp::write(stream, req, ec);
+    bhttp::async_write(stream, req, [&ec](beast::error_code e, size_t) { ec = e; });
+    run();
     if (ec) return absl::UnavailableError(absl::StrCat("write: ", ec.message()));
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(64 << 20);
-    bhttp::read(stream, buffer, parser, ec);
+    bhttp::async_read(stream, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+    run();
     if (ec == beast::error::timeout) return absl::DeadlineExceededError("request timed out");
     if (ec) return absl::UnavailableError(absl::StrCat("read: ", ec.message()));
     FetchResponse out;
