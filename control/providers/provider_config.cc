@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/status.h"
 #include "yaml-cpp/yaml.h"
 
@@ -99,14 +100,37 @@ bool ValidAgentUrl(const std::string& url) {
   return p >= 1 && p <= 65535;
 }
 
+// A DNS-1123 label (Kubernetes namespaces): [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63.
+bool ValidDnsLabel(const std::string& s) {
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
+// A DNS-1123 subdomain (PersistentVolumeClaim names): dot-separated labels, at most 253.
+bool ValidDnsSubdomain(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  const std::vector<std::string> labels = absl::StrSplit(s, '.');
+  for (const std::string& label : labels) {
+    if (!ValidDnsLabel(label)) return false;
+  }
+  return true;
+}
+
 // The keys each kind accepts (beyond name and kind), for unknown-key errors.
 const std::vector<std::string>& KeysOf(const std::string& kind) {
   static const std::vector<std::string> kLocal = {"region", "usd_per_hour", "slots", "accelerator"};
   static const std::vector<std::string> kHosts = {"region", "usd_per_hour", "hosts",
                                                   "token",  "token_env",    "timeout_ms"};
+  static const std::vector<std::string> kKubernetes = {"region",    "usd_per_hour", "kubeconfig",
+                                                       "context",   "namespace",    "image",
+                                                       "model_pvc", "slots"};
   static const std::vector<std::string> kNone;
   if (kind == "local") return kLocal;
   if (kind == "hosts") return kHosts;
+  if (kind == "kubernetes") return kKubernetes;
   return kNone;
 }
 
@@ -149,8 +173,48 @@ absl::StatusOr<ProviderConfig> ReadProvider(const Reader& r, const YAML::Node& n
     } else if (key == "usd_per_hour") {
       WEFT_RETURN_IF_ERROR(r.Number(v, field, &c.usd_per_hour));
       if (c.usd_per_hour < 0) return r.Error(v, field, "must be >= 0");
+    } else if (key == "slots" && c.kind == "kubernetes") {
+      if (!v.IsMap() || v.size() == 0) {
+        return r.Error(v, field, "want a map of accelerator kind to slots ({cpu: 8, h100: 4})");
+      }
+      for (auto s = v.begin(); s != v.end(); ++s) {
+        std::string accelerator;
+        WEFT_RETURN_IF_ERROR(r.String(s->first, field, &accelerator));
+        const std::string item = field + "." + accelerator;
+        if (!ValidName(accelerator)) {
+          return r.Error(s->first, item,
+                         absl::StrCat("'", accelerator,
+                                      "' is not an accelerator kind ([a-z0-9][a-z0-9._-]{0,62})"));
+        }
+        int n = 0;
+        WEFT_RETURN_IF_ERROR(r.Int(s->second, item, 1, 4096, &n));
+        if (!c.accelerator_slots.emplace(accelerator, n).second) {
+          return r.Error(s->first, item, "listed twice");
+        }
+      }
     } else if (key == "slots") {
       WEFT_RETURN_IF_ERROR(r.Int(v, field, 1, 4096, &c.slots));
+    } else if (key == "kubeconfig") {
+      WEFT_RETURN_IF_ERROR(r.String(v, field, &c.kubeconfig));
+      if (c.kubeconfig.empty()) return r.Error(v, field, "empty");
+    } else if (key == "context") {
+      WEFT_RETURN_IF_ERROR(r.String(v, field, &c.context));  // "" = current-context
+    } else if (key == "namespace") {
+      WEFT_RETURN_IF_ERROR(r.String(v, field, &c.namespace_name));
+      if (!c.namespace_name.empty() && !ValidDnsLabel(c.namespace_name)) {
+        return r.Error(v, field,
+                       absl::StrCat("'", c.namespace_name,
+                                    "' is not a namespace name ([a-z0-9]([-a-z0-9]*[a-z0-9])?)"));
+      }
+    } else if (key == "image") {
+      WEFT_RETURN_IF_ERROR(r.String(v, field, &c.image));
+      if (c.image.empty()) return r.Error(v, field, "empty");
+    } else if (key == "model_pvc") {
+      WEFT_RETURN_IF_ERROR(r.String(v, field, &c.model_pvc));
+      if (!ValidDnsSubdomain(c.model_pvc)) {
+        return r.Error(v, field,
+                       absl::StrCat("'", c.model_pvc, "' is not a PersistentVolumeClaim name"));
+      }
     } else if (key == "accelerator") {
       WEFT_RETURN_IF_ERROR(r.String(v, field, &c.accelerator));
       if (c.accelerator.empty()) return r.Error(v, field, "empty");
@@ -185,6 +249,15 @@ absl::StatusOr<ProviderConfig> ReadProvider(const Reader& r, const YAML::Node& n
       WEFT_RETURN_IF_ERROR(r.Int(v, field, 50, 60000, &c.timeout_ms));
     }
   }
+  if (c.kind == "kubernetes") {
+    if (c.kubeconfig.empty()) {
+      return r.Error(node, path + ".kubeconfig", "required for kind kubernetes (a file path)");
+    }
+    if (c.accelerator_slots.empty()) {
+      return r.Error(node, path + ".slots",
+                     "required for kind kubernetes (accelerator kind to slots: {cpu: 8})");
+    }
+  }
   if (c.kind == "hosts") {
     if (c.hosts.empty()) return r.Error(node, path + ".hosts", "required for kind hosts");
     if (c.token.empty() == c.token_env.empty()) {
@@ -198,7 +271,7 @@ absl::StatusOr<ProviderConfig> ReadProvider(const Reader& r, const YAML::Node& n
 }  // namespace
 
 const std::vector<std::string>& ProviderKinds() {
-  static const std::vector<std::string> kKinds = {"hosts", "local"};
+  static const std::vector<std::string> kKinds = {"hosts", "kubernetes", "local"};
   return kKinds;
 }
 

@@ -25,6 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (c.kind == "hosts" && (c.hosts.empty() || c.token.empty() == c.token_env.empty())) {
       std::abort();
     }
+    if (c.kind == "kubernetes" && (c.kubeconfig.empty() || c.accelerator_slots.empty())) {
+      std::abort();
+    }
   }
   return 0;
 }

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "control/providers/hosts/hosts_provider.h"
+#include "control/providers/kubernetes/kubeconfig.h"
+#include "control/providers/kubernetes/kubernetes_provider.h"
 #include "control/providers/local/local_provider.h"
 #include "control/providers/provider_config.h"
 
@@ -43,6 +45,28 @@ absl::StatusOr<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& c,
     o.timeout_ms = c.timeout_ms;
     o.usd_per_hour = c.usd_per_hour;  // < 0: the agents' own prices (weft agent --usd-per-hour)
     auto p = HostsProvider::Create(o);
+    if (!p.ok()) return p.status();
+    return std::unique_ptr<Provider>(*std::move(p));
+  }
+  if (c.kind == "kubernetes") {
+    absl::StatusOr<Kubeconfig> cluster = LoadKubeconfig(c.kubeconfig, c.context);
+    if (!cluster.ok()) return cluster.status();
+    KubernetesProviderOptions o;
+    o.cluster = *std::move(cluster);
+    o.engine.namespace_name = c.namespace_name;  // "" = the context's, then "default" (Create)
+    o.engine.image = c.image;
+    o.engine.model_pvc = c.model_pvc;
+    for (const auto& [kind, slots] : c.accelerator_slots) {
+      KubeAccelerator a;
+      a.kind = kind;
+      a.slots = slots;
+      a.usd_per_hour = c.usd_per_hour >= 0 ? c.usd_per_hour : 0;
+      // The engine's accelerators are CUDA devices: a GPU slot is one whole nvidia.com/gpu.
+      a.resource = kind == "cpu" ? "" : "nvidia.com/gpu";
+      o.accelerators.push_back(std::move(a));
+    }
+    if (!c.region.empty()) o.region = c.region;
+    auto p = KubernetesProvider::Create(std::move(o));
     if (!p.ok()) return p.status();
     return std::unique_ptr<Provider>(*std::move(p));
   }
