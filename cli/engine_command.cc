@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // `weft engine --model M [--name ID] [--adapter NAME=PATH]... [--host H] [--port P] [--threads N]
-//  [--ctx N] [--kv-blocks N | --kv-mem MIB] [--max-batch-tokens N] [--chat-template-file F]`:
+//  [--ctx N] [--kv-blocks N | --kv-mem MIB] [--max-batch-tokens N] [--chat-template-file F]
+//  [--exit-with-parent PID]`:
 // one replica serving the OpenAI API. SIGTERM/SIGINT: stop admitting, finish running requests up
-// to --drain-seconds, exit.
+// to --drain-seconds, exit. --exit-with-parent PID: the same once PID is no longer our parent.
 #include <signal.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/mmap_file.h"
@@ -29,6 +34,23 @@ std::string ModelStem(const std::string& path) {
   auto dot = base.find_last_of('.');
   return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
 }
+
+// --exit-with-parent: a detached thread polls getppid() every 500 ms and, once the process that
+// spawned the engine has died (the kernel reparents us to init or a subreaper, so getppid() changes
+// and never returns to `parent`), sends the engine its own SIGTERM: the usual drain-and-exit path.
+// Polling getppid() rather than a pipe whose EOF means the parent died: Process::Spawn closes every
+// descriptor above 2 in the child on purpose, and a pipe's EOF means "every copy of the write end
+// is closed", which a copy inherited by any other child of the parent would postpone forever; the
+// parent's pid, given on the command line, also closes the race of a parent that dies before the
+// engine starts watching. PR_SET_PDEATHSIG is not usable: posix_spawn cannot set it, and it fires
+// on the death of the spawning *thread*, not process.
+void ExitWithParent(pid_t parent) {
+  std::thread([parent] {
+    while (getppid() == parent) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::fprintf(stderr, "weft engine: parent process %d is gone\n", static_cast<int>(parent));
+    kill(getpid(), SIGTERM);
+  }).detach();
+}
 }  // namespace
 
 int EngineCommand(int argc, char** argv) {
@@ -49,7 +71,8 @@ int EngineCommand(int argc, char** argv) {
                            {{"--tokenizer"}},
                            {{"--chat-template-file"}},
                            {{"--isa"}},
-                           {{"--drain-seconds"}}});
+                           {{"--drain-seconds"}},
+                           {{"--exit-with-parent"}}});
   if (!args.ok()) return Fail(args.status());
   std::string path = args->GetString("--model", "");
   if (path.empty() && args->positional().size() == 1) path = args->positional()[0];
@@ -57,7 +80,7 @@ int EngineCommand(int argc, char** argv) {
     return Usage(
         "weft engine --model M [--name ID] [--adapter NAME=PATH]... [--host H] "
         "[--port P] [--threads N] [--ctx N] [--kv-blocks N | --kv-mem MIB] "
-        "[--max-batch-tokens N] [--chat-template-file F]");
+        "[--max-batch-tokens N] [--chat-template-file F] [--exit-with-parent PID]");
   }
   auto port = args->GetInt("--port", 8080);
   auto threads = args->GetInt("--threads", DefaultThreads());
@@ -69,13 +92,22 @@ int EngineCommand(int argc, char** argv) {
   auto max_running = args->GetInt("--max-running", 64);
   auto max_waiting = args->GetInt("--max-waiting", 1024);
   auto drain = args->GetDouble("--drain-seconds", 30);
+  auto parent = args->GetInt("--exit-with-parent", 0);
   for (const absl::Status& s :
        {port.status(), threads.status(), http_threads.status(), ctx.status(), kv_blocks.status(),
         kv_mem.status(), max_batch.status(), max_running.status(), max_waiting.status(),
-        drain.status()}) {
+        drain.status(), parent.status()}) {
     if (!s.ok()) return Fail(s);
   }
   if (*port < 0 || *port > 65535) return Fail(absl::InvalidArgumentError("--port: 0..65535"));
+  if (*parent < 0 || *parent > INT32_MAX) {
+    return Fail(absl::InvalidArgumentError("--exit-with-parent: a process id"));
+  }
+  if (*parent > 0 && getppid() != static_cast<pid_t>(*parent)) {
+    // The parent died before we got here (or PID was never our parent): nobody will stop us.
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        "--exit-with-parent ", *parent, ": not this process's parent (", getppid(), ")")));
+  }
   auto isa = ParseIsa(args->GetString("--isa", ""));
   if (!isa.ok()) return Fail(isa.status());
 
@@ -85,6 +117,7 @@ int EngineCommand(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (*parent > 0) ExitWithParent(static_cast<pid_t>(*parent));  // its thread keeps them blocked
 
   model::LoadOptions lo;
   lo.tokenizer_path = args->GetString("--tokenizer", "");

@@ -47,16 +47,11 @@ std::string LastLogLine(const std::string& path) {
 
 std::vector<std::string> LocalProvider::EngineArgv(const LocalProviderOptions& options,
                                                    const ReplicaSpec& spec, uint16_t port) {
-  std::vector<std::string> argv = {options.weft_binary,
-                                   "engine",
-                                   "--model",
-                                   spec.model_path,
-                                   "--host",
-                                   options.host,
-                                   "--port",
-                                   std::to_string(port),
-                                   "--name",
-                                   spec.deployment.empty() ? spec.id : spec.deployment};
+  std::vector<std::string> argv = {options.weft_binary, "engine", "--model", spec.model_path,
+                                   "--host", options.host, "--port", std::to_string(port), "--name",
+                                   spec.deployment.empty() ? spec.id : spec.deployment,
+                                   // The engine stops when this process dies, even by SIGKILL.
+                                   "--exit-with-parent", std::to_string(getpid())};
   if (spec.engine.threads > 0) {
     argv.insert(argv.end(), {"--threads", std::to_string(spec.engine.threads)});
   }

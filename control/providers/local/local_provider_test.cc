@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -119,16 +120,28 @@ TEST_F(LocalProviderTest, EngineArgvCarriesTheSpec) {
   s.engine.ctx = 2048;
   s.engine.extra = {"--kv-mem", "256"};
   EXPECT_EQ(LocalProvider::EngineArgv(o, s, 4321),
-            (std::vector<std::string>{"/bin/weft", "engine",
-                                      "--model",   "/nonexistent/model.gguf",
-                                      "--host",    "127.0.0.1",
-                                      "--port",    "4321",
-                                      "--name",    "demo",
-                                      "--threads", "4",
-                                      "--ctx",     "2048",
-                                      "--adapter", "chat=/a/chat.gguf",
-                                      "--adapter", "sql=/a/sql.gguf",
-                                      "--kv-mem",  "256"}));
+            (std::vector<std::string>{"/bin/weft",
+                                      "engine",
+                                      "--model",
+                                      "/nonexistent/model.gguf",
+                                      "--host",
+                                      "127.0.0.1",
+                                      "--port",
+                                      "4321",
+                                      "--name",
+                                      "demo",
+                                      "--exit-with-parent",
+                                      std::to_string(getpid()),
+                                      "--threads",
+                                      "4",
+                                      "--ctx",
+                                      "2048",
+                                      "--adapter",
+                                      "chat=/a/chat.gguf",
+                                      "--adapter",
+                                      "sql=/a/sql.gguf",
+                                      "--kv-mem",
+                                      "256"}));
 }
 
 TEST_F(LocalProviderTest, MissingBinaryIsNotFound) {
