@@ -25,6 +25,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
                                       {.max_batch_records = options.ship_batch_records,
                                        .retry_initial = absl::Milliseconds(50),
                                        .retry_max = absl::Seconds(5),
+                                       .min_interval = options.ship_interval,
                                        .warn = options.warn}));
   if (options.ship_in_background) ledger->shipper_->Start();
   return ledger;
@@ -33,6 +34,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
 Ledger::~Ledger() { (void)Close(); }
 
 absl::Status Ledger::Append(const UsageRecord& record) { return wal_->Append(record); }
+
+void Ledger::AppendAsync(const UsageRecord& record, std::function<void(absl::Status)> done) {
+  wal_->AppendAsync(record, std::move(done));
+}
 
 absl::Status Ledger::Flush(absl::Duration timeout) { return shipper_->Flush(timeout); }
 

@@ -26,6 +26,9 @@ struct LedgerOptions {
   uint64_t segment_bytes = 64 << 20;     // WAL segment size
   size_t ship_batch_records = 2000;      // records per store transaction
   bool ship_in_background = true;        // false: records move only on Flush() (tests, tools)
+  // Background shipping runs at most this often (store commit + checkpoint fsync per round), so
+  // a busy gateway ships in few large batches; Flush() does not wait for it.
+  absl::Duration ship_interval = absl::Milliseconds(200);
   std::function<void(std::string_view)> warn{};  // recovery and shipping warnings; default stderr
 };
 
@@ -41,6 +44,9 @@ class Ledger {
   // Appends one record; returns once it is durable on local disk. Blocks about one fdatasync,
   // shared with concurrent callers. Call before acknowledging the request's final chunk.
   absl::Status Append(const UsageRecord& record);
+  // The same without blocking: `done` runs once the record is durable (or with the error), on the
+  // WAL's writer thread; see Wal::AppendAsync. For event loops (the gateway's finish step).
+  void AppendAsync(const UsageRecord& record, std::function<void(absl::Status)> done);
 
   // Waits until everything appended so far is in the store. DeadlineExceeded on timeout (the
   // records stay durable in the WAL and ship later).

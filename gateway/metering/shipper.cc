@@ -182,10 +182,16 @@ void Shipper::Run() {
     if (shipped.ok()) {
       backoff = absl::ZeroDuration();
       last_warning.clear();
-      if (*shipped > 0) {
-        std::lock_guard lock(mu_);
-        work_ = true;  // there may be more behind this batch
+      std::unique_lock lock(mu_);
+      if (*shipped > 0) work_ = true;  // there may be more behind this batch
+      if (*shipped > 0 && options_.min_interval > absl::ZeroDuration() && !urgent_) {
+        // Let records gather for one larger round (unless a batch filled up or Flush waits).
+        if (*shipped < static_cast<int64_t>(options_.max_batch_records)) {
+          cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.min_interval),
+                       [&] { return stop_ || urgent_; });
+        }
       }
+      urgent_ = false;
       continue;
     }
     // The store (or the disk) failed: the records wait in the WAL. Warn once per distinct error.
@@ -219,6 +225,7 @@ absl::Status Shipper::Flush(absl::Duration timeout) {
       continue;
     }
     work_ = true;
+    urgent_ = true;
     cv_.notify_all();
     if (deadline == absl::InfiniteFuture()) {
       cv_.wait(lock);

@@ -27,6 +27,9 @@ struct ShipperOptions {
   size_t max_batch_records = 2000;                        // records per store transaction
   absl::Duration retry_initial = absl::Milliseconds(50);  // backoff after a store error...
   absl::Duration retry_max = absl::Seconds(5);            // ...doubling up to this
+  // Background rounds start at most this often: records that arrive meanwhile ship together in
+  // the next round (one store commit and one checkpoint write for all). Flush() skips the wait.
+  absl::Duration min_interval = absl::ZeroDuration();
   std::function<void(std::string_view)> warn{};           // default: stderr
 };
 
@@ -80,6 +83,7 @@ class Shipper {
   WalPosition shipped_;
   absl::Status last_error_;
   bool work_ = true;
+  bool urgent_ = false;  // a Flush() waits: skip min_interval
   bool stop_ = false;
   std::thread thread_;
 };

@@ -58,6 +58,7 @@ struct Fixture {
                            {.max_batch_records = batch,
                             .retry_initial = absl::Milliseconds(1),
                             .retry_max = absl::Milliseconds(10),
+                            .min_interval = absl::ZeroDuration(),
                             .warn = [this](std::string_view w) {
                               std::lock_guard lock(warnings_mu);
                               warnings.emplace_back(w);

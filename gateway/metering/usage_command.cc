@@ -119,6 +119,7 @@ void ShipLeftovers(const std::string& wal_dir, LedgerStore* store, std::ostream&
                                {.max_batch_records = 2000,
                                 .retry_initial = absl::Milliseconds(50),
                                 .retry_max = absl::Seconds(1),
+                                .min_interval = absl::ZeroDuration(),
                                 .warn = warn});
   absl::Status s = shipper.ok() ? (*shipper)->Flush() : shipper.status();
   if (!s.ok()) warn(absl::StrCat("records in ", wal_dir, " not included: ", s.ToString()));

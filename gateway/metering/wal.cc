@@ -120,6 +120,8 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(WalOptions options) {
     return Errno("flock", lock_path);
   }
   WEFT_RETURN_IF_ERROR(wal->Recover());
+  Wal* raw = wal.get();
+  wal->writer_ = std::thread([raw] { raw->WriterLoop(); });
   return wal;
 }
 
@@ -230,6 +232,77 @@ absl::StatusOr<WalPosition> Wal::WriteBatch(const std::string& batch) {
   return WalPosition{active_seq_, active_size_};
 }
 
+uint64_t Wal::EnqueueLocked(std::string frame) {
+  pending_sizes_.push_back(frame.size());
+  if (pending_.empty()) {
+    pending_ = std::move(frame);
+  } else {
+    pending_ += frame;
+  }
+  return ++next_ticket_;
+}
+
+void Wal::LeadBatch(std::unique_lock<std::mutex>& lock) {
+  // Take what has queued up (bounded by max_batch_bytes), write it and fdatasync once for all of
+  // it while later appenders queue behind. Tickets in pending_ are consecutive from
+  // durable_ticket_ + 1 because no other batch is in flight.
+  leader_busy_ = true;
+  std::string batch;
+  uint64_t taken = 0;
+  if (pending_.size() <= options_.max_batch_bytes) {
+    batch.swap(pending_);
+    taken = pending_sizes_.size();
+    pending_sizes_.clear();
+  } else {
+    uint64_t bytes = 0;
+    while (!pending_sizes_.empty() &&
+           (taken == 0 || bytes + pending_sizes_.front() <= options_.max_batch_bytes)) {
+      bytes += pending_sizes_.front();
+      pending_sizes_.pop_front();
+      ++taken;
+    }
+    batch = pending_.substr(0, bytes);
+    pending_.erase(0, bytes);
+  }
+  const uint64_t batch_last = durable_ticket_ + taken;
+  lock.unlock();
+  absl::StatusOr<WalPosition> end = WriteBatch(batch);
+  lock.lock();
+  leader_busy_ = false;
+  std::shared_ptr<std::function<void()>> listener;
+  if (end.ok()) {
+    durable_ticket_ = batch_last;
+    stats_.records += static_cast<int64_t>(taken);
+    stats_.batches += 1;
+    segments_[end->segment] = end->offset;
+    durable_end_ = *end;
+    listener = listener_;
+  } else {
+    failed_ = end.status();
+  }
+  // Async appenders this batch completed (all of them after a failure: nothing more is written).
+  std::vector<std::function<void(absl::Status)>> completed;
+  while (!async_waiters_.empty() &&
+         (!failed_.ok() || async_waiters_.front().first <= durable_ticket_)) {
+    completed.push_back(std::move(async_waiters_.front().second));
+    async_waiters_.pop_front();
+  }
+  const absl::Status result = failed_;
+  if (listener) ++listener_calls_;
+  cv_.notify_all();
+  if (!pending_.empty() || closed_) writer_cv_.notify_one();
+  if (!completed.empty() || listener) {
+    lock.unlock();
+    for (auto& done : completed) done(result);
+    if (listener) (*listener)();
+    lock.lock();
+    if (listener) {
+      --listener_calls_;
+      cv_.notify_all();
+    }
+  }
+}
+
 absl::Status Wal::Append(const UsageRecord& record) {
   if (record.request_id.empty()) {
     return absl::InvalidArgumentError("usage record without request_id");
@@ -240,63 +313,52 @@ absl::Status Wal::Append(const UsageRecord& record) {
   std::unique_lock lock(mu_);
   if (closed_) return absl::FailedPreconditionError("usage ledger WAL is closed");
   if (!failed_.ok()) return failed_;
-  pending_ += frame;
-  pending_sizes_.push_back(frame.size());
-  const uint64_t ticket = ++next_ticket_;
+  const uint64_t ticket = EnqueueLocked(std::move(frame));
   while (durable_ticket_ < ticket) {
     if (!failed_.ok()) return failed_;
     if (leader_busy_) {
       cv_.wait(lock);
       continue;
     }
-    // Leader: take what has queued up (bounded by max_batch_bytes), write it and fdatasync once
-    // for all of it while later appenders queue behind. Tickets in pending_ are consecutive
-    // from durable_ticket_ + 1 because no other batch is in flight.
-    leader_busy_ = true;
-    std::string batch;
-    uint64_t taken = 0;
-    if (pending_.size() <= options_.max_batch_bytes) {
-      batch.swap(pending_);
-      taken = pending_sizes_.size();
-      pending_sizes_.clear();
-    } else {
-      uint64_t bytes = 0;
-      while (!pending_sizes_.empty() &&
-             (taken == 0 || bytes + pending_sizes_.front() <= options_.max_batch_bytes)) {
-        bytes += pending_sizes_.front();
-        pending_sizes_.pop_front();
-        ++taken;
-      }
-      batch = pending_.substr(0, bytes);
-      pending_.erase(0, bytes);
-    }
-    const uint64_t batch_last = durable_ticket_ + taken;
-    lock.unlock();
-    absl::StatusOr<WalPosition> end = WriteBatch(batch);
-    lock.lock();
-    leader_busy_ = false;
-    std::shared_ptr<std::function<void()>> listener;
-    if (end.ok()) {
-      durable_ticket_ = batch_last;
-      stats_.records += static_cast<int64_t>(taken);
-      stats_.batches += 1;
-      segments_[end->segment] = end->offset;
-      durable_end_ = *end;
-      listener = listener_;
-    } else {
-      failed_ = end.status();
-    }
-    if (listener) ++listener_calls_;
-    cv_.notify_all();
-    if (listener) {
-      lock.unlock();
-      (*listener)();
-      lock.lock();
-      --listener_calls_;
-      cv_.notify_all();
-    }
+    LeadBatch(lock);
   }
   return absl::OkStatus();
+}
+
+void Wal::AppendAsync(const UsageRecord& record, std::function<void(absl::Status)> done) {
+  if (record.request_id.empty()) {
+    return done(absl::InvalidArgumentError("usage record without request_id"));
+  }
+  std::string frame;
+  if (absl::Status s = AppendWalFrame(record, frame); !s.ok()) return done(std::move(s));
+  std::unique_lock lock(mu_);
+  if (closed_) {
+    lock.unlock();
+    return done(absl::FailedPreconditionError("usage ledger WAL is closed"));
+  }
+  if (!failed_.ok()) {
+    absl::Status s = failed_;
+    lock.unlock();
+    return done(std::move(s));
+  }
+  const uint64_t ticket = EnqueueLocked(std::move(frame));
+  async_waiters_.emplace_back(ticket, std::move(done));
+  if (!leader_busy_) writer_cv_.notify_one();
+}
+
+void Wal::WriterLoop() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    writer_cv_.wait(lock, [&] {
+      return (closed_ && (pending_.empty() || !failed_.ok())) ||
+             (!pending_.empty() && !leader_busy_ && failed_.ok());
+    });
+    if (pending_.empty() || !failed_.ok()) {
+      if (closed_) return;
+      continue;
+    }
+    LeadBatch(lock);
+  }
 }
 
 WalPosition Wal::Start() const {
@@ -397,14 +459,29 @@ absl::Status Wal::Close() {
   std::unique_lock lock(mu_);
   if (lock_fd_ < 0) return absl::OkStatus();
   closed_ = true;
-  // Appends already queued finish (or fail) before the files close.
+  // Appends already queued finish (or fail) before the files close: the writer thread drains the
+  // queue and exits.
+  writer_cv_.notify_all();
+  if (writer_.joinable()) {
+    std::thread writer = std::move(writer_);
+    lock.unlock();
+    writer.join();
+    lock.lock();
+  }
   cv_.wait(lock,
            [&] { return !leader_busy_ && (durable_ticket_ == next_ticket_ || !failed_.ok()); });
+  // After a failure, callbacks still queued get it (LeadBatch normally hands it to them).
+  std::vector<std::function<void(absl::Status)>> left;
+  for (auto& [ticket, done] : async_waiters_) left.push_back(std::move(done));
+  async_waiters_.clear();
   if (active_fd_ >= 0) ::close(active_fd_);
   active_fd_ = -1;
   ::close(lock_fd_);  // releases the flock
   lock_fd_ = -1;
-  return failed_;
+  const absl::Status result = failed_;
+  lock.unlock();
+  for (auto& done : left) done(result.ok() ? absl::FailedPreconditionError("WAL closed") : result);
+  return result;
 }
 
 }  // namespace weft::gateway

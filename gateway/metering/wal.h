@@ -2,8 +2,11 @@
 // Wal: the gateway's local write-ahead log of UsageRecords, in a directory of segment files
 // (wal-<seq>.log, frames as in wal_format.h) rotated at a size limit. Append() returns once the
 // record is on disk (fdatasync), with group commit: concurrent appenders share one write and one
-// fdatasync (leader/follower, no extra thread). One Wal per directory (an flock on dir/LOCK keeps
-// a second process out). All methods are thread-safe.
+// fdatasync (leader/follower). AppendAsync() queues the record and returns at once; the WAL's
+// writer thread runs group commits for queued records (sharing them with blocking appenders) and
+// calls each record's callback once it is durable, so an event loop never blocks on the disk.
+// One Wal per directory (an flock on dir/LOCK keeps a second process out). All methods are
+// thread-safe.
 #pragma once
 
 #include <compare>
@@ -16,6 +19,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -74,6 +79,13 @@ class Wal {
   // fdatasync failure every later call fails with that error (a failed fsync cannot be retried).
   absl::Status Append(const UsageRecord& record);
 
+  // Queues `record` and returns at once. `done` runs exactly once: on the WAL's writer thread (or
+  // a blocking appender's thread that led the group commit) with OK once the record is durable or
+  // with the write/fdatasync error; inline, before AppendAsync returns, for the errors Append
+  // returns up front (invalid record, closed, earlier failure). `done` must not block for long:
+  // it delays the next group commit.
+  void AppendAsync(const UsageRecord& record, std::function<void(absl::Status)> done);
+
   // The first position still on disk, and the end of the durable data (what Read can see).
   WalPosition Start() const;
   WalPosition DurableEnd() const;
@@ -104,6 +116,12 @@ class Wal {
   absl::Status OpenActive(uint64_t seq, bool create);
   // Leader only: rotates if needed, writes `batch`, fdatasyncs. Returns the new durable end.
   absl::StatusOr<WalPosition> WriteBatch(const std::string& batch);
+  // Queues an encoded frame; returns its ticket. Requires mu_.
+  uint64_t EnqueueLocked(std::string frame);
+  // Leads one group commit of what is pending (requires !leader_busy_ and pending records); runs
+  // the async callbacks it completed and the durable listener with `lock` released in between.
+  void LeadBatch(std::unique_lock<std::mutex>& lock);
+  void WriterLoop();
   void Warn(std::string_view message) const;
 
   const WalOptions options_;
@@ -129,6 +147,10 @@ class Wal {
   WalPosition durable_end_;
   std::shared_ptr<std::function<void()>> listener_;
   int listener_calls_ = 0;  // listener calls running (outside mu_)
+  // AppendAsync callbacks by ticket, oldest first; the writer thread waits on writer_cv_.
+  std::deque<std::pair<uint64_t, std::function<void(absl::Status)>>> async_waiters_;
+  std::condition_variable writer_cv_;
+  std::thread writer_;
 };
 
 }  // namespace weft::gateway
