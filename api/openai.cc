@@ -383,6 +383,11 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, 
   } catch (const json::exception& e) {
     return InvalidParam("", absl::StrCat("request body is not valid JSON: ", e.what()));
   }
+  return ParseCompletionRequestJson(parsed, endpoint);
+}
+
+absl::StatusOr<CompletionRequest> ParseCompletionRequestJson(const json& parsed,
+                                                             Endpoint endpoint) {
   if (!parsed.is_object()) return InvalidParam("", "request body must be a JSON object");
   CompletionRequest req;
   req.endpoint = endpoint;

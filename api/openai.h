@@ -71,6 +71,9 @@ inline constexpr int32_t kMaxTopLogprobs = 20;
 // Parses and validates a request body. Errors are InvalidArgument with a client-facing message
 // ("'temperature' must be a number"); ErrorParam() gives the offending field ("" for the body).
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, Endpoint endpoint);
+// The same for a body already parsed (a proxy that keeps the JSON to forward it).
+absl::StatusOr<CompletionRequest> ParseCompletionRequestJson(const nlohmann::ordered_json& body,
+                                                             Endpoint endpoint);
 std::string ErrorParam(const absl::Status& status);
 // InvalidArgument naming `param` (readable back with ErrorParam).
 absl::Status InvalidParam(std::string_view param, std::string_view message);

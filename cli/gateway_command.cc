@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -115,13 +116,18 @@ int GatewayCommand(int argc, char** argv) {
     gateway::WatchRouteSourceOptions wo;
     wo.control_url = config.routes.control_url;
     wo.path = "/weft/v1/routes";
+    if (!config.routes.control_token_env.empty()) {
+      if (const char* t = std::getenv(config.routes.control_token_env.c_str()); t != nullptr) {
+        wo.bearer_token = t;
+      }
+    }
+    o.control_token = wo.bearer_token;  // also for the demand reports (scale from zero)
     o.routes = std::make_unique<gateway::WatchRouteSource>(wo);
   } else {
     routes = new gateway::StaticRouteSource(
         config.deployments, gateway::StaticRouteSourceOptions{
                                 config_path, config_path.empty() ? 0 : config.routes.reload_poll_s});
     o.routes.reset(routes);
-    o.control_token = wo.bearer_token;  // also for the demand reports (scale from zero)
   }
 
   // Signals are taken by sigwait below; block them before any thread starts.

@@ -70,55 +70,6 @@ std::string NewRequestId() {
   return id;
 }
 
-// Blocking work off the I/O threads (ledger appends: each waits for a shared fdatasync).
-class WorkPool {
- public:
-  explicit WorkPool(int threads) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
-  }
-  ~WorkPool() { Stop(); }
-  void Post(std::function<void()> fn) {
-    {
-      std::lock_guard lock(mu_);
-      if (!stopping_) {
-        queue_.push_back(std::move(fn));
-        cv_.notify_one();
-        return;
-      }
-    }
-    fn();  // after Stop: run inline
-  }
-  void Stop() {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::function<void()> fn;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stopping, and drained
-        fn = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      fn();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;  // guarded by mu_
-  bool stopping_ = false;                    // guarded by mu_
-  std::vector<std::thread> threads_;
-};
-
 // What the gateway tracks per replica (beyond the route table's static description).
 struct ReplicaRuntime {
   explicit ReplicaRuntime(const OutlierConfig& oc, int max_pending)
@@ -127,8 +78,7 @@ struct ReplicaRuntime {
   std::atomic<int64_t> outstanding_tokens{0};
   CircuitBreaker breaker;
   std::mutex mu;  // guards the fields below
-  api::LoadReport load;
-  bool has_load = false;
+  std::shared_ptr<const api::LoadReport> load;  // the last report; null = none yet
   bool healthy = true;  // optimistic until the first check says otherwise
   int fail_streak = 0;
   int ok_streak = 0;
@@ -141,7 +91,7 @@ struct Metrics {
   std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status); guarded by mu
   std::map<std::string, uint64_t> quota_rejections;          // by limit; guarded by mu
   std::atomic<int64_t> prompt_tokens{0}, completion_tokens{0}, cached_tokens{0};
-  std::atomic<int64_t> attempts{0}, retries{0}, migrations{0}, upstream_failures{0};
+  std::atomic<int64_t> attempts{0}, retries{0}, migrations{0}, hedges{0}, upstream_failures{0};
   std::atomic<int64_t> auth_failures{0}, ledger_errors{0};
   Histogram duration{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
   Histogram ttft{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
@@ -161,7 +111,6 @@ struct Gateway::Impl {
   std::unique_ptr<RetryBudget> retry_budget;
   std::unique_ptr<DemandReporter> demand;  // tells control what `holds` holds (route watch only)
   std::unique_ptr<HoldQueue> holds;        // scale from zero: requests waiting for a ready replica
-  std::unique_ptr<WorkPool> ledger_pool;
   Metrics metrics;
   std::atomic<bool> stopped{false};
 
@@ -226,8 +175,7 @@ struct Gateway::Impl {
     std::lock_guard lock(rt->mu);
     const HealthConfig& h = opt.config.health;
     if (report.ok() && report->ready) {
-      rt->load = std::move(*report);
-      rt->has_load = true;
+      rt->load = std::make_shared<const api::LoadReport>(std::move(*report));
       rt->fail_streak = 0;
       if (++rt->ok_streak >= h.healthy_threshold) rt->healthy = true;
     } else {
@@ -243,7 +191,8 @@ struct Gateway::Impl {
     const double now = NowS();
     auto od = Outliers(dep.name);
     std::vector<std::shared_ptr<ReplicaRuntime>> rts;
-    std::vector<api::LoadReport> loads(dep.replicas.size());
+    // Reports are immutable once published: holding them keeps the views' spans valid.
+    std::vector<std::shared_ptr<const api::LoadReport>> loads(dep.replicas.size());
     std::vector<ReplicaView> views(dep.replicas.size());
     rts.reserve(dep.replicas.size());
     for (size_t i = 0; i < dep.replicas.size(); ++i) {
@@ -266,9 +215,9 @@ struct Gateway::Impl {
       v.ejected = (od && od->IsEjected(r.id, now)) || !rt->breaker.Allows(now);
       std::lock_guard lock(rt->mu);
       v.healthy = rt->healthy;
-      if (rt->has_load) {
+      if (rt->load) {
         loads[i] = rt->load;
-        FillLoadReport(loads[i], &v);
+        FillLoadReport(*loads[i], &v);
       }
       v.ewma_ttft_ms = rt->ttft.value();
       v.ewma_itl_ms = rt->itl.value();
@@ -293,7 +242,7 @@ struct Gateway::Impl {
     c.provider = r.provider;
     c.region = r.region;
     c.target = upstream::Target{r.host, r.port};
-    c.engine_model = loads[*i].model;
+    if (loads[*i]) c.engine_model = loads[*i]->model;
     return c;
   }
 
@@ -352,14 +301,18 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
                                 "invalid_api_key"));
   }
   // 2. What they ask (validated here so that a malformed request never reaches a replica).
-  absl::StatusOr<api::CompletionRequest> req = api::ParseCompletionRequest(hreq.body, endpoint);
+  // The body is parsed once: validated into `req`, and kept as JSON to forward.
+  ojson body;
+  try {
+    body = ojson::parse(hreq.body);
+  } catch (const ojson::exception& e) {
+    return reject(ErrorResponse(400, "invalid_request_error",
+                                absl::StrCat("request body is not valid JSON: ", e.what())));
+  }
+  absl::StatusOr<api::CompletionRequest> req = api::ParseCompletionRequestJson(body, endpoint);
   if (!req.ok()) {
     return reject(ErrorResponse(400, "invalid_request_error", std::string(req.status().message()),
                                 "", 0, api::ErrorParam(req.status())));
-  }
-  ojson body = ojson::parse(hreq.body, nullptr, false);
-  if (!body.is_object()) {
-    return reject(ErrorResponse(400, "invalid_request_error", "the body must be a JSON object"));
   }
   // 3. Where it goes: unknown deployments and forbidden ones look the same (404).
   auto table = routes.Get();
@@ -391,7 +344,8 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   retry_budget->RecordRequest(NowS());
 
   // 5. Proxy.
-  const DeploymentConfig dep = *target->deployment;  // a copy: the table may be swapped
+  // The calls below hold `table` (the snapshot `dep` points into) while the request lives.
+  const DeploymentConfig* dep = target->deployment;
   const std::string adapter = target->adapter;
   const BalancerConfig& bc = opt.config.balancer;
   auto prefix_keys = std::make_shared<std::vector<uint64_t>>(
@@ -399,17 +353,18 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   const LimitsConfig& lim = opt.config.limits;
   auto env = std::make_shared<ProxyEnv>();
   env->client = client.get();
-  env->max_attempts = 1 + std::max(lim.retries, 0) + 3;  // retries, and migrations after them
+  // Retries, migrations after them, and the hedge.
+  env->max_attempts = 1 + std::max(lim.retries, 0) + 3 + (lim.hedge_after_ms > 0 ? 1 : 0);
   env->stream_timeouts = {lim.upstream_connect_timeout_s, lim.upstream_first_byte_timeout_s,
                           lim.upstream_stall_timeout_s};
   env->unary_timeouts = {lim.upstream_connect_timeout_s, 0, lim.upstream_stall_timeout_s * 40};
   const int64_t est_tokens = reserve;
-  env->pick = [this, dep, adapter, prefix_keys,
+  env->pick = [this, table, dep, adapter, prefix_keys,
                est_tokens](const std::vector<std::string>& ex) -> std::optional<RouteChoice> {
-    if (!dep.replicas.empty()) return Pick(dep, adapter, *prefix_keys, est_tokens, ex);
+    if (!dep->replicas.empty()) return Pick(*dep, adapter, *prefix_keys, est_tokens, ex);
     // No replica in the request's snapshot (scale from zero): the current table may have one.
     auto now = routes.Get();
-    const DeploymentConfig* d = now->FindDeployment(dep.name);
+    const DeploymentConfig* d = now->FindDeployment(dep->name);
     if (d == nullptr) return std::nullopt;
     return Pick(*d, adapter, *prefix_keys, est_tokens, ex);
   };
@@ -425,8 +380,8 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
       (*breaker_held)[c.replica_id] = acquired;
     }
   };
-  env->on_attempt_end = [this, est_tokens, breaker_held, breaker_mu, dep](const RouteChoice& c,
-                                                                         AttemptResult r) {
+  env->on_attempt_end = [this, est_tokens, breaker_held, breaker_mu, table, dep](
+                            const RouteChoice& c, AttemptResult r) {
     const double now = NowS();
     auto rt = Runtime(c.replica_id);
     if (rt) {
@@ -445,7 +400,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
         }
       }
     }
-    auto od = Outliers(dep.name);
+    auto od = Outliers(dep->name);
     if (r == AttemptResult::kFailed || r == AttemptResult::kTimedOut) {
       metrics.upstream_failures++;
       if (od) od->RecordFailure(c.replica_id, now);
@@ -454,20 +409,21 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     }
   };
   env->may_retry = [this] { return retry_budget->TryRetry(NowS()); };
+  env->hedge_after_s = lim.hedge_after_ms / 1000.0;
   env->holds = holds.get();
-  env->deployment = dep.name;
+  env->deployment = dep->name;
   const std::string request_id = NewRequestId();
   const bool stream = req->stream;
   const std::string client_model = req->model;
   auto principal_copy = std::make_shared<auth::Principal>(*principal);
   const quota::Reservation reservation = qd.reservation;
-  env->finish = [this, request_id, principal_copy, dep, adapter, reservation, ep, stream](
+  env->finish = [this, request_id, principal_copy, table, dep, adapter, reservation, ep, stream](
                     const ProxyOutcome& o, std::function<void()> done) {
     UsageRecord rec;
     rec.request_id = request_id;
     rec.tenant = principal_copy->tenant;
     rec.key_id = principal_copy->key_id;
-    rec.deployment = dep.name;
+    rec.deployment = dep->name;
     rec.adapter = adapter;
     rec.replica = o.replica;
     rec.provider = o.provider;
@@ -481,8 +437,9 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     metrics.prompt_tokens += o.prompt_tokens;
     metrics.completion_tokens += o.completion_tokens;
     metrics.cached_tokens += o.cached_tokens;
-    metrics.retries += std::max(0, o.attempts - 1 - o.migrations);
+    metrics.retries += std::max(0, o.attempts - 1 - o.migrations - o.hedges);
     metrics.migrations += o.migrations;
+    metrics.hedges += o.hedges;
     metrics.duration.Observe(o.duration_ms / 1000);
     if (o.ttft_ms > 0) metrics.ttft.Observe(o.ttft_ms / 1000);
     CountRequest(ep, o.status);
@@ -497,14 +454,13 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
       }
     }
     const bool billable = o.prompt_tokens > 0 || o.completion_tokens > 0;
-    ledger_pool->Post([this, rec, reservation, billable, done = std::move(done)] {
-      if (billable || rec.status == 200) {
-        absl::Status s = opt.ledger->Append(rec);
-        if (!s.ok()) {
-          metrics.ledger_errors++;
-          std::fprintf(stderr, "weft gateway: ledger append failed for %s: %s\n",
-                       rec.request_id.c_str(), std::string(s.message()).c_str());
-        }
+    // The usage record is made durable (a group commit on the WAL's writer thread) before the
+    // final bytes go out; nothing here blocks the calling I/O thread.
+    auto complete = [this, rec, reservation, billable, done = std::move(done)](absl::Status s) {
+      if (!s.ok()) {
+        metrics.ledger_errors++;
+        std::fprintf(stderr, "weft gateway: ledger append failed for %s: %s\n",
+                     rec.request_id.c_str(), std::string(s.message()).c_str());
       }
       if (billable) {
         quotas.Settle(reservation, rec.prompt_tokens + rec.completion_tokens, absl::Now());
@@ -512,6 +468,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
         quotas.Release(reservation);
       }
       done();
+      if (!opt.access_log) return;
       // Structured access log: one JSON line per request.
       ojson line = {{"ts_ms", rec.time_unix_ms}, {"request_id", rec.request_id},
                     {"tenant", rec.tenant},      {"key_id", rec.key_id},
@@ -520,14 +477,20 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
                     {"prompt_tokens", rec.prompt_tokens},
                     {"completion_tokens", rec.completion_tokens},
                     {"ttft_ms", rec.ttft_ms},    {"duration_ms", rec.duration_ms}};
-      if (opt.access_log) std::fprintf(stderr, "%s\n", line.dump().c_str());
-    });
+      std::fprintf(stderr, "%s\n", line.dump().c_str());
+    };
+    if (billable || rec.status == 200) {
+      opt.ledger->AppendAsync(rec, std::move(complete));
+    } else {
+      complete(absl::OkStatus());
+    }
   };
 
   ProxyRequest pr;
   pr.endpoint = endpoint;
   pr.path = endpoint == api::Endpoint::kChatCompletions ? "/v1/chat/completions" : "/v1/completions";
   pr.body = std::move(body);
+  pr.raw_body = hreq.body;
   pr.stream = stream;
   pr.client_wants_usage = req->include_usage;
   pr.client_wants_token_ids = req->return_token_ids;
@@ -577,6 +540,9 @@ std::string Gateway::Impl::RenderMetrics() {
          static_cast<double>(metrics.retries.load()));
   scalar("weft_gateway_migrations_total", "counter", "Streams moved to another replica.",
          static_cast<double>(metrics.migrations.load()));
+  scalar("weft_gateway_hedges_total", "counter",
+         "Second attempts raced against a slow first byte (hedging).",
+         static_cast<double>(metrics.hedges.load()));
   scalar("weft_gateway_upstream_failures_total", "counter",
          "Attempts that failed (connect, reset, stall, 5xx).",
          static_cast<double>(metrics.upstream_failures.load()));
@@ -667,7 +633,6 @@ absl::Status Gateway::Start() {
     if (g.demand) g.demand->Report(held);
   };
   g.holds = std::make_unique<HoldQueue>(std::move(ho));
-  g.ledger_pool = std::make_unique<WorkPool>(std::max(1, g.opt.ledger_threads));
   upstream::LoadPollerOptions po;
   po.interval_s = c.health.load_poll_interval_s;
   po.timeouts = upstream::Timeouts{c.health.timeout_s, c.health.timeout_s, c.health.timeout_s};
@@ -736,8 +701,7 @@ void Gateway::Stop(double deadline_s) {
   if (g.poller) g.poller->Stop();
   if (g.opt.routes) g.opt.routes->Stop();
   if (g.client) g.client->Shutdown();  // remaining upstream exchanges end: their calls finish
-  if (g.ledger_pool) g.ledger_pool->Stop();  // drains pending appends
-  if (g.opt.ledger) (void)g.opt.ledger->Close();
+  if (g.opt.ledger) (void)g.opt.ledger->Close();  // drains queued appends (their calls finish)
 }
 
 }  // namespace weft::gateway

@@ -6,8 +6,9 @@
 // usage record in the ledger (metering/) before its final bytes go out.
 //
 // Ownership: the Gateway owns every component it is given or builds. Threads: the listener's I/O
-// threads run handlers (never blocking); the upstream client's threads run proxy events; a small
-// pool appends ledger records (blocking fsync); the load poller and route source have their own.
+// threads run handlers (never blocking); the upstream client's threads run proxy events; the
+// ledger's WAL writer thread makes usage records durable (group commits) and then lets the final
+// bytes go; the load poller and route source have their own.
 // Start/Stop from one thread.
 #pragma once
 
@@ -30,7 +31,6 @@ struct GatewayOptions {
   std::unique_ptr<auth::KeyStore> keys;    // required
   std::unique_ptr<Ledger> ledger;          // required
   std::unique_ptr<RouteSource> routes;     // null: a static source over config.deployments
-  int ledger_threads = 16;                 // concurrent appenders (share group commits)
   int64_t default_max_tokens = 256;        // reserved against quotas when a request names none
   bool access_log = true;                  // one JSON line per request on stderr
   // Bearer token for the control plane (config.routes.control_url): POST /weft/v1/demand.

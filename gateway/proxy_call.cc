@@ -68,9 +68,49 @@ double ProxyCall::MsSinceStart() const {
 void ProxyCall::Begin() {
   // Fixed seed: a resumed stream samples exactly as the uninterrupted one would have.
   if (!req_.body.contains("seed") || req_.body["seed"].is_null()) req_.body["seed"] = RandomSeed();
+  decided_ = !(env_->hedge_after_s > 0);
   auto self = shared_from_this();
   writer_->OnCancel([self] { self->OnClientGone(); });
   NextAttempt("");
+}
+
+void ProxyCall::RaceLeftovers::Cancel() {
+  if (loser) loser->Cancel();
+  if (timer) timer->Cancel();
+}
+
+ProxyCall::RaceLeftovers ProxyCall::Decide(const std::shared_ptr<Attempt>& winner) {
+  RaceLeftovers left;
+  decided_ = true;
+  std::shared_ptr<Attempt> loser = winner == hedge_ ? current_ : hedge_;
+  current_ = winner;
+  hedge_ = nullptr;
+  if (loser && loser != winner) left.loser = loser->exchange;
+  left.timer = std::move(hedge_timer_);
+  return left;
+}
+
+void ProxyCall::StartHedge() {
+  std::vector<std::string> exclude;
+  {
+    std::lock_guard lock(mu_);
+    if (decided_ || ended_ || client_gone_ || hedge_ || !current_) return;
+    exclude = failed_replicas_;
+    exclude.push_back(current_->choice.replica_id);
+  }
+  if (env_->may_retry && !env_->may_retry()) return;
+  std::optional<RouteChoice> choice = env_->pick(exclude);
+  if (!choice) return;  // nowhere else to go: the first attempt carries on alone
+  auto a = std::make_shared<Attempt>();
+  a->choice = std::move(*choice);
+  {
+    std::lock_guard lock(mu_);
+    if (decided_ || ended_ || client_gone_ || hedge_) return;
+    hedge_ = a;
+    ++outcome_.attempts;
+    ++outcome_.hedges;
+  }
+  SendAttempt(std::move(a), /*hedge=*/true);
 }
 
 void ProxyCall::NextAttempt(const std::string& why) {
@@ -109,36 +149,51 @@ void ProxyCall::NextAttempt(const std::string& why) {
   SendAttempt(std::move(a));
 }
 
-void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a) {
-  json body = req_.body;
+void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a, bool hedge) {
+  // The model name the replica knows this deployment (and adapter) by; nullopt: its default.
+  std::optional<std::string> model;
   if (a->choice.engine_model.empty()) {
-    if (req_.adapter.empty()) {
-      body.erase("model");
-    } else {
-      body["model"] = req_.adapter;  // an alias the engine knows
-    }
+    if (!req_.adapter.empty()) model = req_.adapter;  // an alias the engine knows
   } else {
-    body["model"] = req_.adapter.empty() ? a->choice.engine_model
-                                         : absl::StrCat(a->choice.engine_model, ":", req_.adapter);
+    model = req_.adapter.empty() ? a->choice.engine_model
+                                 : absl::StrCat(a->choice.engine_model, ":", req_.adapter);
   }
   std::vector<int32_t> resume;
   {
     std::lock_guard lock(mu_);
     resume = sent_tokens_;
-    current_ = a;
+    if (!hedge) current_ = a;
   }
-  if (req_.stream) {
-    body["stream"] = true;
-    body["stream_options"] = {{"include_usage", true}};
-    body["return_token_ids"] = true;
-    if (!resume.empty()) body["weft_resume"] = {{"tokens", resume}};
+  // A unary request the replica knows by the client's model name goes out byte for byte; others
+  // are rewritten (model, streaming options, resume).
+  const auto it = req_.body.find("model");
+  const bool as_is = !req_.stream && !req_.raw_body.empty() && model &&
+                     it != req_.body.end() && it->is_string() &&
+                     it->get_ref<const std::string&>() == *model;
+  std::string wire;
+  if (as_is) {
+    wire = req_.raw_body;
+  } else {
+    json body = req_.body;
+    if (model) {
+      body["model"] = *model;
+    } else {
+      body.erase("model");
+    }
+    if (req_.stream) {
+      body["stream"] = true;
+      body["stream_options"] = {{"include_usage", true}};
+      body["return_token_ids"] = true;
+      if (!resume.empty()) body["weft_resume"] = {{"tokens", resume}};
+    }
+    wire = body.dump();
   }
   upstream::UpstreamRequest ur;
   ur.method = "POST";
   ur.target = req_.path;
   ur.headers = req_.pass_headers;
   ur.headers.emplace_back("Content-Type", "application/json");
-  ur.body = body.dump();
+  ur.body = std::move(wire);
   if (env_->on_attempt_start) env_->on_attempt_start(a->choice);
   auto self = shared_from_this();
   upstream::Callbacks cb;
@@ -148,33 +203,53 @@ void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a) {
   auto ex = env_->client->Send(a->choice.target, std::move(ur), std::move(cb),
                                req_.stream ? env_->stream_timeouts : env_->unary_timeouts);
   bool cancel = false;
+  bool arm = false;
   {
     std::lock_guard lock(mu_);
     a->exchange = ex;
-    cancel = client_gone_ || ended_;
+    cancel = client_gone_ || ended_ || (hedge && hedge_ != a) || (!hedge && current_ != a);
+    arm = !cancel && !hedge && !decided_ && !hedge_timer_;
   }
   if (cancel) ex->Cancel();
+  if (arm) {
+    std::weak_ptr<ProxyCall> weak = self;
+    auto timer = env_->client->RunAfter(env_->hedge_after_s, [weak] {
+      if (auto call = weak.lock()) call->StartHedge();
+    });
+    std::lock_guard lock(mu_);
+    if (decided_ || ended_) {
+      timer->Cancel();
+    } else {
+      hedge_timer_ = std::move(timer);
+    }
+  }
 }
 
 void ProxyCall::OnHead(const std::shared_ptr<Attempt>& a, int status, const upstream::Headers&) {
   bool start_stream = false;
+  RaceLeftovers left;
   {
     std::lock_guard lock(mu_);
-    if (a != current_ || ended_) return;
+    if ((a != current_ && a != hedge_) || ended_) return;
     a->status = status;
-    if (status == 200 && req_.stream && !stream_started_) {
+    // A unary answer's head wins a race; a stream's first event does (OnData).
+    if (!decided_ && status == 200 && !req_.stream) left = Decide(a);
+    if (decided_ && a == current_ && status == 200 && req_.stream && !stream_started_) {
       stream_started_ = true;
       start_stream = true;
     }
   }
+  left.Cancel();
   if (start_stream) writer_->StartStream(200, "text/event-stream", req_.response_headers);
 }
 
 void ProxyCall::OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk) {
   std::string out;
+  RaceLeftovers left;
+  bool start_stream = false;
   {
     std::lock_guard lock(mu_);
-    if (a != current_ || ended_ || a->malformed) return;
+    if ((a != current_ && a != hedge_) || ended_ || a->malformed) return;
     if (a->status != 200 || !req_.stream) {
       // A unary body or an error answer: buffered (bounded by the upstream client's limits only
       // for Fetch; here by this cap).
@@ -184,6 +259,13 @@ void ProxyCall::OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk
         a->body.append(chunk);
       }
       return;
+    }
+    if (!decided_) {
+      left = Decide(a);  // the first stream to produce wins the race
+      if (!stream_started_) {
+        stream_started_ = true;
+        start_stream = true;
+      }
     }
     std::vector<std::string> events;
     if (!a->sse.Feed(chunk, &events)) {
@@ -196,6 +278,8 @@ void ProxyCall::OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk
       }
     }
   }
+  left.Cancel();
+  if (start_stream) writer_->StartStream(200, "text/event-stream", req_.response_headers);
   if (!out.empty()) writer_->Write(std::move(out));
   bool cancel = false;
   {
@@ -270,7 +354,15 @@ bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string
 
 void ProxyCall::OnDone(const std::shared_ptr<Attempt>& a, absl::Status status) {
   std::unique_lock lock(mu_);
-  if (a != current_ || ended_) return;
+  if (a->ended) return;
+  if ((a != current_ && a != hedge_) || ended_) {
+    // The loser of a hedging race, or an attempt outliving its call: only its accounting is left.
+    a->ended = true;
+    const RouteChoice choice = a->choice;
+    lock.unlock();
+    if (env_->on_attempt_end) env_->on_attempt_end(choice, AttemptResult::kCancelled);
+    return;
+  }
   const bool client_gone = client_gone_;
   const RouteChoice choice = a->choice;
   AttemptResult result;
@@ -288,6 +380,19 @@ void ProxyCall::OnDone(const std::shared_ptr<Attempt>& a, absl::Status status) {
     result = AttemptResult::kOk;
   }
   a->ended = true;
+  if (!decided_ && !client_gone && result != AttemptResult::kOk) {
+    // One side of an open race failed before its first byte: the other (if any) races on alone.
+    std::shared_ptr<Attempt> other = a == hedge_ ? current_ : hedge_;
+    if (other && !other->ended) {
+      failed_replicas_.push_back(choice.replica_id);
+      current_ = other;
+      hedge_ = nullptr;
+      lock.unlock();
+      if (env_->on_attempt_end) env_->on_attempt_end(choice, result);
+      return;
+    }
+  }
+  if (a == hedge_) hedge_ = nullptr;  // (a hedge that ended OK without winning: client gone)
   lock.unlock();
   if (env_->on_attempt_end) env_->on_attempt_end(choice, result);
   lock.lock();
@@ -340,7 +445,12 @@ void ProxyCall::HandleUnaryBody(const std::shared_ptr<Attempt>& a) {
     if (status == 200) {
       json j = json::parse(body, nullptr, false);
       if (j.is_object()) {
-        if (j.contains("model")) j["model"] = req_.client_model;
+        bool rewrite = false;
+        if (auto m = j.find("model");
+            m != j.end() && !(m->is_string() && m->get_ref<const std::string&>() == req_.client_model)) {
+          *m = req_.client_model;
+          rewrite = true;
+        }
         if (j.contains("usage") && j["usage"].is_object()) {
           const json& u = j["usage"];
           outcome_.prompt_tokens = u.value("prompt_tokens", int64_t{0});
@@ -349,7 +459,7 @@ void ProxyCall::HandleUnaryBody(const std::shared_ptr<Attempt>& a) {
             outcome_.cached_tokens = u["prompt_tokens_details"].value("cached_tokens", int64_t{0});
           }
         }
-        body = j.dump();
+        if (rewrite) body = j.dump();
       }
       outcome_.replica = a->choice.replica_id;
       outcome_.provider = a->choice.provider;
@@ -393,10 +503,15 @@ void ProxyCall::FailClient(int status, std::string type, std::string message) {
 
 void ProxyCall::Finish(int status, std::string error, std::function<void()> deliver) {
   ProxyOutcome outcome;
+  RaceLeftovers left;
   {
     std::lock_guard lock(mu_);
     if (ended_) return;
     ended_ = true;
+    decided_ = true;
+    if (hedge_) left.loser = hedge_->exchange;
+    hedge_ = nullptr;
+    left.timer = std::move(hedge_timer_);
     outcome_.status = status;
     if (!error.empty()) outcome_.error = std::move(error);
     outcome_.duration_ms = MsSinceStart();
@@ -407,6 +522,7 @@ void ProxyCall::Finish(int status, std::string error, std::function<void()> deli
     }
     outcome = outcome_;
   }
+  left.Cancel();
   if (!deliver) deliver = [] {};
   if (env_->finish) {
     env_->finish(outcome, std::move(deliver));
@@ -458,6 +574,7 @@ void ProxyCall::OnClientGone() {
     client_gone_ = true;
     held = std::exchange(hold_id_, 0);
     if (current_) ex = current_->exchange;
+    if (hedge_ && hedge_->exchange) hedge_->exchange->Cancel();  // (Cancel never blocks)
   }
   if (held != 0) env_->holds->Cancel(held);  // its place in the queue goes to others
   if (ex) {

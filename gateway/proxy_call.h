@@ -9,6 +9,9 @@
 //    the client already has and the same seed (the gateway fixes one when the client gave none),
 //    and continues the client's stream with no error and, for greedy or seeded sampling, the same
 //    tokens. Chunks keep the first replica's id/created and the client's model name.
+//  - with hedging on (ProxyEnv::hedge_after_s), races a second replica when the first has not
+//    produced its first byte in time (unary: the response head; stream: the first event); the
+//    first to produce wins and the other is cancelled;
 //  - calls Env::finish once with the outcome BEFORE the final bytes go out (the ledger append), and
 //    bills a client that went away for the tokens generated so far.
 // Ownership and threads: Start() returns at once; the call keeps itself alive (shared_ptr) until it
@@ -46,6 +49,7 @@ struct ProxyRequest {
   api::Endpoint endpoint = api::Endpoint::kCompletions;
   std::string path;  // "/v1/completions" or "/v1/chat/completions"
   nlohmann::ordered_json body;  // the client's body (validated); rewritten per attempt
+  std::string raw_body;         // its bytes: sent as they are when an attempt changes nothing
   bool stream = false;
   bool client_wants_usage = false;      // stream_options.include_usage
   bool client_wants_token_ids = false;  // return_token_ids
@@ -75,6 +79,7 @@ struct ProxyOutcome {
   double duration_ms = 0;
   int attempts = 0;
   int migrations = 0;
+  int hedges = 0;  // second attempts started by hedging (won or not)
   std::string error;  // why it failed, for the access log
 };
 
@@ -93,6 +98,9 @@ struct ProxyEnv {
   upstream::Timeouts stream_timeouts;  // streaming: first byte = first token; stall between events
   upstream::Timeouts unary_timeouts;   // non-streaming: first byte = the whole generation
   int max_attempts = 4;                // attempts per request, retries and migrations together
+  // > 0: when the first byte has not come this many seconds after the first attempt started, one
+  // more attempt races it on another replica (spending the retry budget, like a retry).
+  double hedge_after_s = 0;
   // Scale from zero: when the first attempt finds no replica, the call waits in this queue under
   // `deployment` until the route table brings a ready replica (null: 503 at once).
   HoldQueue* holds = nullptr;
@@ -112,7 +120,16 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
 
   void Begin();
   void NextAttempt(const std::string& why);
-  void SendAttempt(std::shared_ptr<Attempt> a);
+  void SendAttempt(std::shared_ptr<Attempt> a, bool hedge = false);
+  void StartHedge();
+  // Ends the race for the first byte (mu_ held): `winner` becomes current_; the loser's exchange
+  // and the hedge timer are returned to be cancelled once mu_ is released.
+  struct RaceLeftovers {
+    std::shared_ptr<upstream::Exchange> loser;
+    std::shared_ptr<upstream::Timer> timer;
+    void Cancel();
+  };
+  RaceLeftovers Decide(const std::shared_ptr<Attempt>& winner);
   // Upstream events of attempt `a` (stale attempts are ignored).
   void OnHead(const std::shared_ptr<Attempt>& a, int status, const upstream::Headers& headers);
   void OnData(const std::shared_ptr<Attempt>& a, std::string_view chunk);
@@ -137,6 +154,9 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
 
   std::mutex mu_;
   std::shared_ptr<Attempt> current_;
+  std::shared_ptr<Attempt> hedge_;                  // racing current_ for the first byte
+  std::shared_ptr<upstream::Timer> hedge_timer_;  // armed with the first attempt
+  bool decided_ = true;                             // false while a race may still start or run
   std::vector<std::string> failed_replicas_;
   bool stream_started_ = false;  // the client has the 200 head
   bool finish_sent_ = false;     // a choice chunk with a finish_reason went out

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -46,6 +47,7 @@ struct FleetOptions {
   bool proxy_last_replica = false;  // the last replica is reached through a FaultProxy
   std::vector<std::string> engine_args;
   std::string extra_limits;  // YAML lines under limits:
+  std::string health = "health:\n  interval_s: 0.2\n  timeout_s: 0.5\n  load_poll_interval_s: 0.2\n";
   int64_t tenant_rpm = 0;
 };
 
@@ -130,7 +132,7 @@ class Fleet {
       << "  upstream_connect_timeout_s: 1\n  upstream_first_byte_timeout_s: 3\n"
       << "  upstream_stall_timeout_s: 1\n  retries: 3\n  retry_budget_min_per_s: 100\n"
       << o_.extra_limits
-      << "health:\n  interval_s: 0.2\n  timeout_s: 0.5\n  load_poll_interval_s: 0.2\n"
+      << o_.health
       << "deployments:\n  " << kDeployment << ":\n    replicas:\n";
     for (int i = 0; i < o_.replicas; ++i) {
       const bool proxied = o_.proxy_last_replica && i == o_.replicas - 1;
@@ -323,6 +325,64 @@ void RunFailoverScenario(Fault fault) {
 TEST(GatewayFailoverTest, ReplicaKilledMidStream) { RunFailoverScenario(Fault::kKill); }
 TEST(GatewayFailoverTest, ReplicaFrozenMidStream) { RunFailoverScenario(Fault::kStop); }
 TEST(GatewayFailoverTest, ConnectionsResetByProxy) { RunFailoverScenario(Fault::kProxyReset); }
+
+// Hedging: a replica that stops answering while the gateway still believes it healthy (its next
+// health check is far away) gets requests; 200 ms without a first event, a second attempt races
+// on the other replica and wins. Every stream completes, exact, long before the 3 s first-byte
+// timeout would have moved it.
+TEST(GatewayHedgingTest, SlowFirstByteIsHedgedToAnotherReplica) {
+  FleetOptions fo;
+  fo.replicas = 2;
+  fo.balancer = "round_robin";
+  fo.extra_limits = "  hedge_after_ms: 200\n";
+  fo.health = "health:\n  interval_s: 60\n  timeout_s: 0.5\n  load_poll_interval_s: 60\n";
+  Fleet fleet(fo);
+  ASSERT_NO_FATAL_FAILURE(fleet.Start());
+  constexpr int kStreams = 8;
+  constexpr int kMaxTokens = 40;
+  std::vector<StreamResult> want(kStreams);
+  for (int i = 0; i < kStreams; ++i) {
+    want[i] = fleet.Stream(GreedyBody(i, kMaxTokens), "", fleet.engine_ports_[1]);
+    ASSERT_TRUE(want[i].done) << want[i].error;
+  }
+  fleet.engines_[0].Signal(SIGSTOP);
+  // Every thread of the engine stopped before the first request (a thread in the middle of a
+  // page fault stops late).
+  const std::string task_dir = absl::StrCat("/proc/", fleet.engines_[0].pid(), "/task");
+  for (int tries = 0; tries < 500; ++tries) {
+    bool all_stopped = true;
+    for (const auto& t : std::filesystem::directory_iterator(task_dir)) {
+      std::ifstream st(t.path() / "stat");
+      std::string line;
+      std::getline(st, line);
+      const size_t close = line.rfind(')');
+      if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'T') {
+        all_stopped = false;
+      }
+    }
+    if (all_stopped) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::vector<StreamResult> got(kStreams);
+  std::vector<double> seconds(kStreams);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kStreams; ++i) {
+    ts.emplace_back([&, i] {
+      const auto t0 = std::chrono::steady_clock::now();
+      got[i] = fleet.Stream(GreedyBody(i, kMaxTokens), fleet.key_);
+      seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  }
+  for (auto& t : ts) t.join();
+  fleet.engines_[0].Signal(SIGCONT);
+  for (int i = 0; i < kStreams; ++i) {
+    EXPECT_TRUE(got[i].done && got[i].error.empty()) << i << ": " << got[i].error;
+    EXPECT_EQ(got[i].ids, want[i].ids) << i;
+    EXPECT_LT(seconds[i], 2.5) << i << ": not hedged (the first-byte timeout moved it)";
+  }
+  EXPECT_GE(fleet.Metric("weft_gateway_hedges_total"), 1);
+  EXPECT_EQ(fleet.Metric("weft_gateway_migrations_total"), 0);
+}
 
 TEST(GatewayLedgerTest, GatewayKilledUnderLoadBillsEachFinishedRequestOnce) {
   Fleet fleet(FleetOptions{});

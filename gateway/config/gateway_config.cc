@@ -434,8 +434,10 @@ absl::Status ReadRoutes(Ctx& ctx, const MapReader& top, RoutesConfig* r) {
   const YAML::Node* n = top.Get("routes");
   if (n == nullptr) return absl::OkStatus();
   WEFT_ASSIGN_OR_RETURN(MapReader m,
-                        MapReader::Open(ctx, *n, "routes", {"control_url", "reload_poll_s"}));
+                        MapReader::Open(ctx, *n, "routes",
+                                        {"control_url", "control_token_env", "reload_poll_s"}));
   WEFT_RETURN_IF_ERROR(ReadString(ctx, m, "control_url", &r->control_url));
+  WEFT_RETURN_IF_ERROR(ReadString(ctx, m, "control_token_env", &r->control_token_env));
   WEFT_RETURN_IF_ERROR(ReadDouble(ctx, m, "reload_poll_s", 0, 86400, &r->reload_poll_s));
   if (!r->control_url.empty()) {
     if (absl::Status s = ParseHttpUrl(r->control_url).status(); !s.ok()) {

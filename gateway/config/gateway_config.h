@@ -145,6 +145,9 @@ struct StoreConfig {
 // Where routes come from: the deployments below (static) or the control plane's watch stream.
 struct RoutesConfig {
   std::string control_url;   // "http://host:port" of `weft control`; "" = static deployments
+  // The environment variable holding the control plane's bearer token (`weft control --token`);
+  // unset or empty variable: no Authorization header.
+  std::string control_token_env = "WEFT_CONTROL_TOKEN";
   double reload_poll_s = 2;  // static: re-read the config file when it changes (0 = only SIGHUP)
 
   friend bool operator==(const RoutesConfig&, const RoutesConfig&) = default;

@@ -126,6 +126,7 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   bool stopping = false;                                                // guarded by mu
   std::unordered_map<std::string, Pool> pools;                          // guarded by mu
   std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;  // guarded by mu
+  std::unordered_map<Timer*, std::weak_ptr<Timer>> timers;              // guarded by mu
 
   enum class AcquireResult { kGranted, kQueued, kFull, kStopping };
   AcquireResult Acquire(const std::string& key, const std::shared_ptr<ExchangeImpl>& ex,
@@ -621,6 +622,53 @@ void ExchangeImpl::Finish(absl::Status status, bool reusable) {
   if (cb.on_done) cb.on_done(std::move(status));
 }
 
+// ---- Timers ----
+
+namespace {
+
+class TimerImpl final : public Timer, public std::enable_shared_from_this<TimerImpl> {
+ public:
+  explicit TimerImpl(std::shared_ptr<UpstreamClient::Core> core)
+      : core_(std::move(core)), strand_(net::make_strand(*core_->ioc)), timer_(strand_) {}
+
+  void Start(double delay_s, std::function<void()> fn) {
+    fn_ = std::move(fn);
+    net::post(strand_, [self = shared_from_this(), delay_s] {
+      if (self->cancelled_) return self->Done();
+      self->timer_.expires_after(std::chrono::microseconds(
+          static_cast<int64_t>(std::max(0.0, delay_s) * 1e6)));
+      self->timer_.async_wait(net::bind_executor(
+          self->strand_, [self](beast::error_code ec) { self->Fire(ec); }));
+    });
+  }
+  void Cancel() override {
+    net::post(strand_, [self = shared_from_this()] {
+      self->cancelled_ = true;
+      self->timer_.cancel();
+    });
+  }
+
+ private:
+  void Fire(beast::error_code ec) {
+    std::function<void()> fn = std::move(fn_);
+    Done();
+    if (!ec && !cancelled_ && fn) fn();
+  }
+  void Done() {
+    fn_ = nullptr;
+    std::lock_guard lock(core_->mu);
+    core_->timers.erase(this);
+  }
+
+  std::shared_ptr<UpstreamClient::Core> core_;
+  Strand strand_;
+  net::steady_timer timer_;  // on strand_
+  std::function<void()> fn_;
+  bool cancelled_ = false;  // on strand_
+};
+
+}  // namespace
+
 // ---- UpstreamClient ----
 
 UpstreamClient::UpstreamClient(ClientOptions options)
@@ -654,6 +702,17 @@ void UpstreamClient::Launch(const std::shared_ptr<ExchangeImpl>& ex) {
     return;
   }
   net::post(ex->strand(), [ex] { ex->Start(); });
+}
+
+std::shared_ptr<Timer> UpstreamClient::RunAfter(double delay_s, std::function<void()> fn) {
+  auto t = std::make_shared<TimerImpl>(core_);
+  {
+    std::lock_guard lock(core_->mu);
+    if (core_->stopping) return t;  // never runs
+    core_->timers.emplace(t.get(), t);
+  }
+  t->Start(delay_s, std::move(fn));
+  return t;
 }
 
 std::shared_ptr<Exchange> UpstreamClient::Fetch(
@@ -742,9 +801,13 @@ void UpstreamClient::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   std::vector<std::shared_ptr<ExchangeImpl>> live;
+  std::vector<std::shared_ptr<Timer>> timers;
   {
     std::lock_guard lock(core_->mu);
     core_->stopping = true;
+    for (auto& [raw, weak] : core_->timers) {
+      if (auto t = weak.lock()) timers.push_back(std::move(t));
+    }
     for (auto& [raw, weak] : core_->live) {
       if (auto ex = weak.lock()) live.push_back(std::move(ex));
     }
@@ -762,6 +825,8 @@ void UpstreamClient::Shutdown() {
               [ex] { ex->Finish(absl::CancelledError("upstream client shutting down")); });
   }
   live.clear();
+  for (auto& t : timers) t->Cancel();
+  timers.clear();
   net::post(core_->sweep_strand, [core = core_] { core->sweep_timer.cancel(); });
   work_guard_.reset();
   for (std::thread& t : threads_) t.join();

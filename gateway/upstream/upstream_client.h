@@ -92,6 +92,14 @@ class Exchange {
   virtual bool done() const = 0;
 };
 
+// A callback scheduled with UpstreamClient::RunAfter.
+class Timer {
+ public:
+  virtual ~Timer() = default;
+  // From any thread: the callback will not run (unless it already started). Does not block.
+  virtual void Cancel() = 0;
+};
+
 struct ClientOptions {
   int threads = 2;  // I/O threads the client starts (ignored with io_context)
   boost::asio::io_context* io_context = nullptr;  // run by the caller instead; must outlive us
@@ -141,6 +149,10 @@ class UpstreamClient {
   // be called from the client's I/O threads (or a callback).
   absl::StatusOr<UpstreamResponse> Get(const Target& target, const std::string& path,
                                        double timeout_s = 5);
+
+  // Runs `fn` on an I/O thread once `delay_s` has passed, unless the timer is cancelled first or
+  // the client shuts down (then `fn` never runs). For deadlines of the callers' own (hedging).
+  std::shared_ptr<Timer> RunAfter(double delay_s, std::function<void()> fn);
 
   PoolStats Stats(const Target& target) const;
   // Closes every idle pooled connection (e.g. when a replica leaves the route table).
