@@ -431,7 +431,7 @@ absl::StatusOr<DeploymentSpec> ReadSpec(Ctx& ctx, const YAML::Node& root) {
       MapReader top,
       MapReader::Open(ctx, root, "",
                       {"api_version", "name", "model", "adapters", "quantization", "accelerator",
-                       "replicas", "autoscaling", "placement", "tenants", "engine"}));
+                       "replicas", "autoscaling", "placement", "tenants", "engine", "rollout"}));
   DeploymentSpec spec;
   if (const YAML::Node* v = top.Get("api_version")) {
     if (!v->IsScalar() || v->Scalar() != kDeploymentApiVersion) {
@@ -491,6 +491,14 @@ absl::StatusOr<DeploymentSpec> ReadSpec(Ctx& ctx, const YAML::Node& root) {
     WEFT_ASSIGN_OR_RETURN(MapReader m, MapReader::Open(ctx, *n, "engine", {"threads", "ctx"}));
     WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "threads", 0, 1024, &spec.engine.threads));
     WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "ctx", 0, 1 << 24, &spec.engine.ctx));
+  }
+  if (const YAML::Node* n = top.Get("rollout")) {
+    WEFT_ASSIGN_OR_RETURN(MapReader m,
+                          MapReader::Open(ctx, *n, "rollout", {"canary_percent", "canary_hold_s"}));
+    WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, m, "canary_percent", 0, 100, &spec.rollout.canary_percent,
+                                   "must be in [0, 100] (0 = no canary)"));
+    WEFT_RETURN_IF_ERROR(
+        ReadInt(ctx, m, "canary_hold_s", 0, 7 * 86400, &spec.rollout.canary_hold_s));
   }
   absl::Status valid = ValidateSpec(spec);
   if (!valid.ok()) return ctx.Locate(valid);
@@ -708,6 +716,15 @@ absl::Status ValidateSpec(DeploymentSpec& spec) {
     return Invalid("engine.ctx", absl::StrCat("must be 0 (the model's) or in [16, ", 1 << 24,
                                               "], got ", spec.engine.ctx));
   }
+  if (spec.rollout.canary_percent < 0 || spec.rollout.canary_percent > 100) {
+    return Invalid(
+        "rollout.canary_percent",
+        absl::StrCat("must be in [0, 100] (0 = no canary), got ", spec.rollout.canary_percent));
+  }
+  if (spec.rollout.canary_hold_s < 0 || spec.rollout.canary_hold_s > 7 * 86400) {
+    return Invalid("rollout.canary_hold_s",
+                   absl::StrCat("must be in [0, 604800], got ", spec.rollout.canary_hold_s));
+  }
   return absl::OkStatus();
 }
 
@@ -760,6 +777,8 @@ nlohmann::ordered_json SpecToJson(const DeploymentSpec& spec) {
                     {"spread_min_providers", spec.placement.spread_min_providers}};
   j["tenants"] = spec.tenants;
   j["engine"] = EngineJson(spec.engine);
+  j["rollout"] = {{"canary_percent", spec.rollout.canary_percent},
+                  {"canary_hold_s", spec.rollout.canary_hold_s}};
   return j;
 }
 

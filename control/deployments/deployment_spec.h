@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // DeploymentSpec: what a user declares with `weft deploy -f spec.yaml` (or POSTs as JSON to the
 // control API): a model (+ adapters) to serve, on which accelerator, how many replicas, how to
-// autoscale, where to place, who may call it. Plain values; parsing is strict (unknown keys, wrong
-// types and bad values are errors naming source, line and field path) and pure. Safe from any
-// thread.
+// autoscale, where to place, who may call it, how to roll out a new version. Plain values; parsing
+// is strict (unknown keys, wrong types and bad values are errors naming source, line and field
+// path) and pure. Safe from any thread.
 #pragma once
 
 #include <cstdint>
@@ -96,6 +96,19 @@ struct EngineSpec {
   friend bool operator==(const EngineSpec&, const EngineSpec&) = default;
 };
 
+// How a rolling update (a change of model, adapters or other replica template fields) proceeds.
+// With canary_percent > 0 it first brings up ceil(desired x canary_percent / 100) replicas (at
+// least 1) of the new generation beside all the old ones, routes about that share of the traffic
+// to them (route weights; approximate, the balancers treat weight as capacity), holds for
+// canary_hold_s once they are ready, then rolls on (surge one, drain one). A canary that fails
+// during the hold pauses the rollout until the next spec change.
+struct RolloutSpec {
+  int32_t canary_percent = 0;   // in [0, 100]; 0 = no canary (surge one, drain one at once)
+  int64_t canary_hold_s = 120;  // in [0, 604800]; how long the ready canaries are watched
+
+  friend bool operator==(const RolloutSpec&, const RolloutSpec&) = default;
+};
+
 struct DeploymentSpec {
   std::string name;  // [a-z0-9][a-z0-9._-]{0,62}; what clients put in `model`
   ModelSource model;
@@ -107,6 +120,7 @@ struct DeploymentSpec {
   PlacementSpec placement;
   std::vector<std::string> tenants;  // tenants allowed to call it; empty = any (sorted, unique)
   EngineSpec engine;
+  RolloutSpec rollout;
 
   friend bool operator==(const DeploymentSpec&, const DeploymentSpec&) = default;
 };

@@ -35,6 +35,7 @@ placement:
   spread_min_providers: 2
 tenants: [acme, Beta_Corp]
 engine: {threads: 8, ctx: 4096}
+rollout: {canary_percent: 10, canary_hold_s: 300}
 )";
 
 TEST(DeploymentSpecTest, ParsesEveryField) {
@@ -68,6 +69,8 @@ TEST(DeploymentSpecTest, ParsesEveryField) {
   EXPECT_EQ(spec->tenants, (std::vector<std::string>{"Beta_Corp", "acme"}));
   EXPECT_EQ(spec->engine.threads, 8);
   EXPECT_EQ(spec->engine.ctx, 4096);
+  EXPECT_EQ(spec->rollout.canary_percent, 10);
+  EXPECT_EQ(spec->rollout.canary_hold_s, 300);
 }
 
 TEST(DeploymentSpecTest, MinimalSpecGetsDefaults) {
@@ -233,6 +236,18 @@ const ErrorCase kErrorCases[] = {
     {"name: a\nmodel: m.gguf\nengine:\n  ctx: 8\n",
      "spec.yaml:4: engine.ctx: must be 0 (the model's) or in [16,"},
     {"name: a\nmodel: m.gguf\nengine: {batch: 8}\n", "spec.yaml:3: engine.batch: unknown field"},
+    // rollout
+    {"name: a\nmodel: m.gguf\nrollout: {canary_percent: 101}\n",
+     "spec.yaml:3: rollout.canary_percent: must be in [0, 100] (0 = no canary), got 101"},
+    {"name: a\nmodel: m.gguf\nrollout:\n  canary_percent: -5\n",
+     "spec.yaml:4: rollout.canary_percent: must be in [0, 100]"},
+    {"name: a\nmodel: m.gguf\nrollout: {canary_percent: \"10\"}\n",
+     "spec.yaml:3: rollout.canary_percent: expected an integer"},
+    {"name: a\nmodel: m.gguf\nrollout: {canary_hold_s: -1}\n",
+     "spec.yaml:3: rollout.canary_hold_s: must be in [0, 604800], got -1"},
+    {"name: a\nmodel: m.gguf\nrollout: {canary: 10}\n",
+     "spec.yaml:3: rollout.canary: unknown field"},
+    {"name: a\nmodel: m.gguf\nrollout: 10\n", "spec.yaml:3: rollout: expected a mapping"},
 };
 
 TEST(DeploymentSpecTest, EveryErrorNamesLineAndField) {
@@ -299,6 +314,8 @@ DeploymentSpec RandomSpec(std::mt19937_64& rng) {
   for (int i = pick(4); i > 0; --i) s.tenants.push_back("t" + std::to_string(pick(6)));
   s.engine.threads = pick(17);
   s.engine.ctx = pick(2) ? 0 : 16 << pick(10);
+  s.rollout.canary_percent = pick(2) ? 0 : pick(101);
+  s.rollout.canary_hold_s = pick(3) ? pick(3600) : 604800;
   return s;
 }
 
@@ -377,7 +394,8 @@ TEST(DeploymentSpecTest, DigestsTellWhatChanged) {
             R"("autoscaling":{"target_concurrency":8.0,"ttft_p95_ms":null,)"
             R"("scale_down_delay_s":300,"scale_to_zero":false,"evaluation_period_s":15},)"
             R"("placement":{"providers":[],"regions":[],"spread_min_providers":1},)"
-            R"("tenants":[],"engine":{"threads":0,"ctx":0}})");
+            R"("tenants":[],"engine":{"threads":0,"ctx":0},)"
+            R"("rollout":{"canary_percent":0,"canary_hold_s":120}})");
 
   DeploymentSpec scaled = a;
   scaled.replicas.max = 9;
@@ -397,6 +415,12 @@ TEST(DeploymentSpecTest, DigestsTellWhatChanged) {
   EXPECT_TRUE(NeedsRollingUpdate(a, remodel));
   EXPECT_EQ(ChangedFields(a, remodel), std::vector<std::string>{"model"});
   EXPECT_TRUE(ChangedFields(a, a).empty());
+
+  // The rollout policy says how to roll, not what replicas run: changing it rolls nothing.
+  DeploymentSpec canary = a;
+  canary.rollout.canary_percent = 25;
+  EXPECT_FALSE(NeedsRollingUpdate(a, canary));
+  EXPECT_EQ(ChangedFields(a, canary), std::vector<std::string>{"rollout"});
 }
 
 TEST(DeploymentSpecTest, ValidateSpecOnCodeBuiltSpecs) {
@@ -413,6 +437,14 @@ TEST(DeploymentSpecTest, ValidateSpecOnCodeBuiltSpecs) {
   s.autoscaling.ttft_p95_ms = -1;
   EXPECT_TRUE(std::string(ValidateSpec(s).message()).starts_with("autoscaling.ttft_p95_ms: "));
   s.autoscaling.ttft_p95_ms = 0;
+  s.rollout.canary_percent = 101;
+  EXPECT_EQ(ValidateSpec(s).message(),
+            "rollout.canary_percent: must be in [0, 100] (0 = no canary), got 101");
+  s.rollout.canary_percent = 100;
+  s.rollout.canary_hold_s = -1;
+  EXPECT_EQ(ValidateSpec(s).message(), "rollout.canary_hold_s: must be in [0, 604800], got -1");
+  s.rollout.canary_hold_s = 0;
+  ASSERT_TRUE(ValidateSpec(s).ok());
   s.adapters["a b"].uri = "x.gguf";
   EXPECT_TRUE(std::string(ValidateSpec(s).message()).starts_with("adapters.a b: bad adapter name"));
 }

@@ -254,7 +254,19 @@ absl::StatusOr<Plan> Controller::Tick() {
       st.spec = *spec;
       st.autoscaler = std::make_unique<Autoscaler>(spec->autoscaling, spec->replicas);
       st.desired = spec->replicas.min;
+      // A paused canary survives a restart through the stored status.
+      const std::string failed = absl::StrCat(kCanaryStatusPrefix, " failed: ");
+      if (const size_t at = d.status.find(failed); at != std::string::npos) {
+        std::string reason = d.status.substr(at + failed.size());
+        reason = reason.substr(0, reason.rfind("; rollout paused"));
+        st.canary = {.generation = d.generation, .failed = std::move(reason)};
+      }
     } else if (st.generation != d.generation) {
+      if (!st.canary.failed.empty() || NeedsRollingUpdate(st.spec, *spec)) {
+        st.canary = {};  // a new rollout, or a retry of a paused one
+      } else if (st.canary.generation == st.generation) {
+        st.canary.generation = d.generation;  // relabelled below: the canary goes on
+      }
       if (!NeedsRollingUpdate(st.spec, *spec)) {
         // Relabel the replicas of the previous generation: nothing about them changes.
         for (ReplicaRecord& r : replicas) {
@@ -308,7 +320,8 @@ absl::StatusOr<Plan> Controller::Tick() {
                        .generation = d.generation,
                        .spec = *spec,
                        .deleted = d.deleted,
-                       .desired_replicas = st.desired});
+                       .desired_replicas = st.desired,
+                       .canary = st.canary});
   }
   std::erase_if(deployments_, [&](const auto& kv) { return !seen.count(kv.first); });
 
@@ -349,7 +362,7 @@ absl::StatusOr<Plan> Controller::Tick() {
   for (const ReplicaRecord& r : replicas) {
     if (!skipped.count(r.deployment)) planned.push_back(r);
   }
-  Plan plan = PlanReconcile(desired, planned, states, options_.new_id, options_.plan);
+  Plan plan = PlanReconcile(desired, planned, states, options_.new_id, options_.plan, now);
 
   // 5b. Models: new replicas only for deployments whose model resolves to a local path.
   std::map<std::string, std::string> model_paths;
@@ -454,6 +467,24 @@ absl::StatusOr<Plan> Controller::Tick() {
       (void)Event("deployment/" + name, "removed");
       deployments_.erase(name);
     }
+  }
+  for (const auto& [name, next] : plan.canary) {
+    auto it = deployments_.find(name);
+    if (it == deployments_.end()) continue;
+    CanaryState& prev = it->second.canary;
+    const std::string object = "deployment/" + name;
+    const bool same = prev.generation == next.generation;
+    if (!next.failed.empty() && (!same || prev.failed != next.failed)) {
+      (void)Event(object, absl::StrCat(kCanaryStatusPrefix, " failed: ", next.failed,
+                                       "; rollout paused until the spec changes"));
+    } else if (next.failed.empty() && !next.done && next.ready_since_ms >= 0 &&
+               (!same || prev.ready_since_ms < 0)) {
+      (void)Event(object, absl::StrCat(kCanaryStatusPrefix, " ready; holding ",
+                                       it->second.spec.rollout.canary_hold_s, " s"));
+    } else if (next.done && same && !prev.done) {
+      (void)Event(object, absl::StrCat(kCanaryStatusPrefix, " passed; rolling on"));
+    }
+    prev = next;
   }
   for (const auto& [name, status] : plan.status) {
     for (const DeploymentRecord& d : deployments) {

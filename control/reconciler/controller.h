@@ -13,6 +13,12 @@
 // deployment's generation; replicas built for the previous generation are relabelled in place when
 // this controller saw that previous spec (a restarted controller rolls them, which is safe).
 //
+// Canary rollouts (spec.rollout): the controller keeps each deployment's CanaryState between ticks
+// and records its steps as events ("canary ready; holding 120 s", "canary failed: ...", "canary
+// passed"). The phase is also in the stored status, which the control server reads for route
+// weights; a restarted controller reads a paused canary back from it and otherwise holds again.
+// Any new generation of the spec clears a paused canary (a retry).
+//
 // Models: a deployment gets new replicas only once its model source resolves (ModelResolver; an
 // hf:// download runs in the background, the status says "Pending: fetching model ..."). A failed
 // fetch is retried model_retry.attempts times with exponential backoff ("Retrying: ..."), then the
@@ -104,6 +110,7 @@ class Controller {
     std::unique_ptr<Autoscaler> autoscaler;
     int32_t desired = 0;
     int64_t last_eval_ms = -1;
+    CanaryState canary;  // the last plan's; a canary failure is read back from the stored status
   };
   struct ProviderRuntime {
     ProviderEntry entry;

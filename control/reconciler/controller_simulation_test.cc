@@ -197,6 +197,101 @@ TEST(ControllerSimulationTest, DeployOutageScaleRollDelete) {
   EXPECT_TRUE(b->empty());
 }
 
+std::string CanarySpecYaml(const std::string& model, int hold_s) {
+  return absl::StrCat("name: chat\nmodel: ", model,
+                      "\nreplicas: 4\nrollout: {canary_percent: 25, canary_hold_s: ", hold_s,
+                      "}\n");
+}
+
+std::string Status(Sim& sim) {
+  auto d = sim.store_->Get<DeploymentRecord>("chat");
+  return d.ok() && d->has_value() ? (*d)->status : std::string();
+}
+
+bool HasEvent(Sim& sim, const std::string& text) {
+  auto events = sim.store_->ListEvents({.object = "deployment/chat", .after_id = 0, .limit = 1000});
+  if (!events.ok()) return false;
+  for (const EventRecord& e : *events) {
+    if (e.message.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+int64_t Generation(Sim& sim) {
+  auto d = sim.store_->Get<DeploymentRecord>("chat");
+  return d.ok() && d->has_value() ? (*d)->generation : 0;
+}
+
+TEST(ControllerSimulationTest, CanaryHoldsThenRollsAndPausesWhenTheCanaryFails) {
+  Sim sim;
+  sim.Deploy(CanarySpecYaml("/m/v1.gguf", 10));
+  ASSERT_GT(sim.TickUntil([&] { return sim.Ready() == 4; }, 10), 0);
+  const int64_t g1 = Generation(sim);
+
+  // v2: one canary (ceil(4 x 25%)) beside the 4 old replicas, with 25% of the route capacity.
+  sim.Deploy(CanarySpecYaml("/m/v2.gguf", 10));
+  const int64_t g2 = Generation(sim);
+  // The tick that sees the canary ready plans with it: the hold starts then.
+  ASSERT_GT(sim.TickUntil([&] { return sim.Ready("", g2) == 1; }, 10), 0);
+  EXPECT_EQ(sim.Ready("", g1), 4);
+  EXPECT_EQ(sim.Live(), 5);
+  EXPECT_EQ(Status(sim), "canary: 1/1 ready (25% of traffic), holding 10 s; 4 old");
+  EXPECT_TRUE(HasEvent(sim, "canary ready; holding 10 s"));
+  auto weights = RouteWeights("chat", g2, 25, Status(sim), sim.Replicas());
+  double canary_weight = 0, total_weight = 0;
+  for (const ReplicaRecord& r : sim.Replicas()) {
+    if (!weights.count(r.id)) continue;
+    total_weight += weights[r.id];
+    if (r.spec_generation == g2) canary_weight += weights[r.id];
+  }
+  EXPECT_NEAR(canary_weight / total_weight, 0.25, 1e-9);
+
+  // The hold: 10 s (20 ticks) with every old replica kept.
+  for (int i = 0; i < 19; ++i) {
+    sim.Tick();
+    ASSERT_EQ(sim.Ready("", g1), 4) << "tick " << i;
+    ASSERT_EQ(sim.Live(), 5) << "tick " << i;
+  }
+  // Then surge one, drain one to the end.
+  int max_live = 0, min_ready = 99;
+  ASSERT_GT(sim.TickUntil(
+                [&] {
+                  max_live = std::max(max_live, sim.Live());
+                  min_ready = std::min(min_ready, sim.Ready());
+                  return sim.Ready("", g2) == 4 && sim.Live() == 4;
+                },
+                60),
+            0);
+  EXPECT_LE(max_live, 5);
+  EXPECT_GE(min_ready, 4);
+  EXPECT_TRUE(HasEvent(sim, "canary passed; rolling on"));
+  sim.Tick();
+  EXPECT_EQ(Status(sim), "4/4 ready");
+
+  // v3 with a canary that dies during the hold: replaced, and the rollout pauses.
+  sim.Deploy(CanarySpecYaml("/m/v3.gguf", 60));
+  const int64_t g3 = Generation(sim);
+  ASSERT_GT(sim.TickUntil([&] { return sim.Ready("", g3) == 1; }, 10), 0);
+  sim.Tick();
+  ASSERT_TRUE(Status(sim).starts_with("canary: 1/1 ready")) << Status(sim);
+  for (const ReplicaRecord& r : sim.Replicas()) {
+    if (r.spec_generation != g3 || r.phase != ReplicaPhase::kReady) continue;
+    ASSERT_TRUE(sim.providers_[r.provider[0] - 'a']->FailReplica(r.id, "segfault").ok());
+  }
+  sim.Tick();
+  EXPECT_TRUE(Status(sim).starts_with("canary failed: segfault; rollout paused")) << Status(sim);
+  EXPECT_TRUE(HasEvent(sim, "canary failed: segfault"));
+  for (int i = 0; i < 300; ++i) sim.Tick();  // 150 s, long past the 60 s hold
+  EXPECT_EQ(sim.Ready("", g2), 4) << "paused: the old generation stays";
+  EXPECT_EQ(sim.Ready("", g3), 1) << "the failed canary was replaced, and no more";
+  EXPECT_TRUE(Status(sim).starts_with("canary failed: segfault")) << Status(sim);
+
+  // A new spec (the fix) clears the pause and rolls with a fresh canary.
+  sim.Deploy(CanarySpecYaml("/m/v4.gguf", 1));
+  const int64_t g4 = Generation(sim);
+  ASSERT_GT(sim.TickUntil([&] { return sim.Ready("", g4) == 4 && sim.Live() == 4; }, 80), 0);
+}
+
 TEST(ControllerSimulationTest, ConvergesDespiteRandomProvisioningFailures) {
   for (uint64_t seed = 1; seed <= 8; ++seed) {
     Sim sim(/*failure_rate=*/0.3, seed);

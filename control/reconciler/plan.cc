@@ -14,6 +14,42 @@ bool IsLive(ReplicaPhase phase) {
          phase == ReplicaPhase::kReady;
 }
 
+int32_t CanaryCount(int32_t desired, int32_t percent) {
+  if (desired <= 0 || percent <= 0) return 0;
+  const int64_t n = (static_cast<int64_t>(desired) * std::min(percent, 100) + 99) / 100;
+  return static_cast<int32_t>(std::clamp<int64_t>(n, 1, desired));
+}
+
+double CanaryRouteWeight(int32_t percent, int32_t canaries, int32_t others) {
+  if (percent <= 0 || percent >= 100 || canaries <= 0 || others <= 0) return 1.0;
+  // Share of capacity: c x w / (c x w + o) = p / 100  <=>  w = p x o / ((100 - p) x c).
+  return static_cast<double>(percent) * others / (static_cast<double>(100 - percent) * canaries);
+}
+
+std::map<ReplicaId, double> RouteWeights(const std::string& deployment, int64_t generation,
+                                         int32_t canary_percent, std::string_view status,
+                                         const std::vector<ReplicaRecord>& replicas) {
+  std::map<ReplicaId, double> out;
+  int32_t canaries = 0, others = 0;
+  for (const ReplicaRecord& r : replicas) {
+    if (r.deployment != deployment || r.phase != ReplicaPhase::kReady) continue;
+    out[r.id] = 1.0;
+    (r.spec_generation >= generation ? canaries : others)++;
+  }
+  // The planner writes the canary phase first in its line; the model gate may put its own first.
+  const bool canary_on = status.starts_with(kCanaryStatusPrefix) ||
+                         status.find(absl::StrCat("; ", kCanaryStatusPrefix)) != status.npos;
+  if (!canary_on) return out;
+  const double w = CanaryRouteWeight(canary_percent, canaries, others);
+  for (const ReplicaRecord& r : replicas) {
+    if (r.deployment == deployment && r.phase == ReplicaPhase::kReady &&
+        r.spec_generation >= generation) {
+      out[r.id] = w;
+    }
+  }
+  return out;
+}
+
 namespace {
 
 bool IsReady(const ReplicaRecord& r) { return r.phase == ReplicaPhase::kReady; }
@@ -37,7 +73,7 @@ bool RollFirst(const ReplicaRecord* a, const ReplicaRecord* b) {
 Plan PlanReconcile(const std::vector<DesiredDeployment>& deployments,
                    const std::vector<ReplicaRecord>& replicas,
                    const std::vector<ProviderState>& providers, const ReplicaIdGenerator& new_id,
-                   const PlanOptions& options) {
+                   const PlanOptions& options, int64_t now_ms) {
   Plan plan;
 
   // Providers: degraded flags first, so placement sees them.
@@ -127,21 +163,75 @@ Plan PlanReconcile(const std::vector<DesiredDeployment>& deployments,
     int32_t to_provision = 0;
     std::string status;
 
-    if (total < want) {
+    // Canary: decide whether this rolling update is still in its canary phase.
+    const RolloutSpec& rollout = d.spec.rollout;
+    const bool canary_rollout = rollout.canary_percent > 0 && !old.empty() && want > 0;
+    const int32_t n_canary = canary_rollout ? CanaryCount(want, rollout.canary_percent) : 0;
+    CanaryState canary = d.canary;
+    bool canary_phase = false;
+    if (canary_rollout) {
+      if (canary.generation != d.generation) {
+        // Unknown (a restarted controller): past the canary once more new replicas run than it has.
+        canary = {.generation = d.generation,
+                  .done = static_cast<int32_t>(fresh.size()) > n_canary};
+      }
+      if (!canary.done) {
+        if (canary.ready_since_ms >= 0 && canary.failed.empty()) {
+          for (const ReplicaRecord* r : rs) {
+            if (r->phase != ReplicaPhase::kFailed || r->spec_generation < d.generation) continue;
+            canary.failed = r->failure_reason.empty() ? std::string("failed") : r->failure_reason;
+            break;
+          }
+        }
+        if (fresh_not_ready == 0 && fresh_ready >= n_canary) {
+          if (canary.ready_since_ms < 0) canary.ready_since_ms = now_ms;
+          if (canary.failed.empty() &&
+              now_ms - canary.ready_since_ms >= rollout.canary_hold_s * 1000) {
+            canary.done = true;
+          }
+        } else if (canary.failed.empty()) {
+          canary.ready_since_ms = -1;
+        }
+      }
+      canary_phase = !canary.done;
+      plan.canary.emplace_back(d.name, canary);
+    }
+
+    if (canary_phase) {
+      // Keep the old replicas (up to `want`) and run n_canary new ones beside them; new ones also
+      // stand in for old ones that are missing, so capacity never drops below `want`.
+      const int32_t kept_old = std::min<int32_t>(static_cast<int32_t>(old.size()), want);
+      const int32_t fresh_target = std::max(n_canary, want - kept_old);
+      std::sort(old.begin(), old.end(), DrainFirst);
+      const int32_t old_total = static_cast<int32_t>(old.size());
+      for (int32_t i = kept_old; i < old_total; ++i) {
+        terminate(old[static_cast<size_t>(i)], absl::StrCat("scale down ", total, " -> ", want));
+      }
+      old.resize(static_cast<size_t>(kept_old));
+      std::vector<const ReplicaRecord*> fresh_sorted = fresh;
+      std::sort(fresh_sorted.begin(), fresh_sorted.end(), DrainFirst);
+      for (size_t i = static_cast<size_t>(fresh_target); i < fresh_sorted.size(); ++i) {
+        if (IsReady(*fresh_sorted[i])) fresh_ready--;
+        terminate(fresh_sorted[i], absl::StrCat("scale down ", total, " -> ", want));
+      }
+      to_provision = std::max<int32_t>(0, fresh_target - static_cast<int32_t>(fresh.size()));
+    } else if (total < want) {
       to_provision = want - total;
     } else if (total > want) {
       // During a rollout one surge replica may exist while it is not ready yet.
       const int32_t allowed = want + (!old.empty() && fresh_not_ready > 0 && want > 0 ? 1 : 0);
       int32_t excess = total - allowed;
+      // After a canary every old replica is still there: they go as the rolling update's drains.
+      const bool rolling =
+          !old.empty() && want > 0 && (total <= want + 1 || (canary_rollout && canary.done));
       std::sort(old.begin(), old.end(), RollFirst);
       std::vector<const ReplicaRecord*> fresh_sorted = fresh;
       std::sort(fresh_sorted.begin(), fresh_sorted.end(), DrainFirst);
       size_t oi = 0, fi = 0;
       while (excess > 0) {
         if (oi < old.size()) {
-          terminate(old[oi++], old.size() > 0 && want > 0 && total <= want + 1
-                                   ? std::string("rolling update")
-                                   : absl::StrCat("scale down ", total, " -> ", want));
+          terminate(old[oi++], rolling ? std::string("rolling update")
+                                       : absl::StrCat("scale down ", total, " -> ", want));
         } else if (fi < fresh_sorted.size()) {
           const ReplicaRecord* r = fresh_sorted[fi++];
           if (!IsReady(*r)) fresh_not_ready--;
@@ -155,7 +245,8 @@ Plan PlanReconcile(const std::vector<DesiredDeployment>& deployments,
       total = allowed < total ? allowed : total;
     }
     // Surge the next new replica once every new one is ready.
-    if (to_provision == 0 && !old.empty() && fresh_not_ready == 0 && want > 0 && total <= want) {
+    if (!canary_phase && to_provision == 0 && !old.empty() && fresh_not_ready == 0 && want > 0 &&
+        total <= want) {
       to_provision = 1;
     }
 
@@ -182,6 +273,23 @@ Plan PlanReconcile(const std::vector<DesiredDeployment>& deployments,
       if (decision.unplaced > 0) {
         status = absl::StrCat("unplaced ", decision.unplaced, ": ", decision.reason);
       }
+    }
+    if (canary_phase) {
+      const std::string unplaced = std::move(status);
+      const std::string counts =
+          absl::StrCat(std::min(fresh_ready, n_canary), "/", n_canary, " ready");
+      if (!canary.failed.empty()) {
+        status = absl::StrCat(kCanaryStatusPrefix, " failed: ", canary.failed, "; rollout paused (",
+                              counts, ", ", old.size(), " old)");
+      } else if (canary.ready_since_ms >= 0) {
+        status = absl::StrCat(kCanaryStatusPrefix, ": ", counts, " (", rollout.canary_percent,
+                              "% of traffic), holding ", rollout.canary_hold_s, " s; ", old.size(),
+                              " old");
+      } else {
+        status = absl::StrCat(kCanaryStatusPrefix, ": ", counts, " (", rollout.canary_percent,
+                              "% of traffic); ", old.size(), " old");
+      }
+      if (!unplaced.empty()) absl::StrAppend(&status, "; ", unplaced);
     }
     if (status.empty()) {
       int32_t ready = 0;

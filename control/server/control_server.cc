@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "control/deployments/deployment_spec.h"
+#include "control/reconciler/plan.h"
 
 namespace weft::control {
 
@@ -161,15 +162,19 @@ absl::StatusOr<nlohmann::ordered_json> BuildRouteTableJson(ControlStore& store) 
       for (const std::string& p : spec->placement.providers) preferred_providers.push_back(p);
       for (const std::string& r : spec->placement.regions) preferred_regions.push_back(r);
     }
+    // During a canary rollout the new generation's replicas get weights for about its share.
+    const std::map<ReplicaId, double> weights = RouteWeights(
+        d.name, d.generation, spec.ok() ? spec->rollout.canary_percent : 0, d.status, replicas);
     json reps = json::array();
     for (const ReplicaRecord& r : replicas) {
       if (r.deployment != d.name || r.phase != ReplicaPhase::kReady || r.endpoint.empty()) continue;
+      const auto w = weights.find(r.id);
       reps.push_back({{"id", r.id},
                       {"url", r.endpoint},
                       {"provider", r.provider},
                       {"region", ""},
                       {"state", "ready"},
-                      {"weight", 1.0}});
+                      {"weight", w == weights.end() ? 1.0 : w->second}});
     }
     out_deployments.push_back({{"name", d.name},
                                {"replicas", std::move(reps)},

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -244,6 +245,49 @@ TEST_F(ControlServerTest, RoutesAndTheirWatch) {
   ASSERT_TRUE(table.ok());
   EXPECT_EQ((*table)->FindDeployment("chat")->replicas.size(), 2u);
   EXPECT_NE((*table)->version(), v1);
+}
+
+TEST_F(ControlServerTest, CanaryReplicasGetTheirShareAsRouteWeights) {
+  DeploymentRecord d;
+  d.name = "chat";
+  d.spec = "name: chat\nmodel: /m/v1.gguf\nreplicas: 3\nrollout: {canary_percent: 10}\n";
+  d.version = kAnyVersion;
+  ASSERT_TRUE(store_.Put<DeploymentRecord>(d).ok());
+  d.spec = "name: chat\nmodel: /m/v2.gguf\nreplicas: 3\nrollout: {canary_percent: 10}\n";
+  d.status = "canary: 1/1 ready (10% of traffic), holding 120 s; 3 old";
+  auto put = store_.Put<DeploymentRecord>(d);
+  ASSERT_TRUE(put.ok());
+  ASSERT_EQ(put->generation, 2);
+  for (int i = 0; i < 4; ++i) {
+    ReplicaRecord r;
+    r.id = absl::StrCat("chat-", i);
+    r.deployment = "chat";
+    r.provider = "local";
+    r.phase = ReplicaPhase::kReady;
+    r.endpoint = absl::StrCat("http://127.0.0.1:900", i);
+    r.spec_generation = i == 3 ? 2 : 1;
+    r.version = kAnyVersion;
+    ASSERT_TRUE(store_.Put<ReplicaRecord>(r).ok());
+  }
+  auto weights = [&] {
+    std::map<std::string, double> out;
+    auto table = BuildRouteTableJson(store_);
+    EXPECT_TRUE(table.ok());
+    if (!table.ok()) return out;
+    for (const auto& r : (*table)["deployments"][0]["replicas"]) {
+      out[r["id"].get<std::string>()] = r["weight"].get<double>();
+    }
+    return out;
+  };
+  auto w = weights();
+  ASSERT_EQ(w.size(), 4u);
+  EXPECT_NEAR(w["chat-3"], 1.0 / 3, 1e-9) << "10% of the capacity: 10 x 3 / (90 x 1)";
+  EXPECT_EQ(w["chat-0"], 1.0);
+  // Past the canary (the status no longer shows it): every weight back to 1.
+  d.status = "4/3 ready; rolling update: 1 new ready, 3 old left";
+  d.version = kAnyVersion;
+  ASSERT_TRUE(store_.Put<DeploymentRecord>(d).ok());
+  for (const auto& [id, weight] : weights()) EXPECT_EQ(weight, 1.0) << id;
 }
 
 TEST_F(ControlServerTest, GatewayWatchRouteSourceFollowsIt) {
