@@ -31,6 +31,9 @@
 # --perf DIR: `perf record --call-graph dwarf` of the gateway during the first max-throughput run
 #   and the first run at the highest rate, into DIR.
 # --keep DIR: keeps configs, logs and JSON there (else a temporary folder is removed).
+# GW_PRELOAD=LIB in the environment: the gateway runs with LD_PRELOAD=LIB (e.g. to try tcmalloc).
+# The max runs also report CPU time per request (user + system of the gateway process, of nginx's
+# master and workers), warm-up included: a ratio that holds on a busy machine.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,7 +53,7 @@ KEEP=""
 COMMIT=""
 GW_DIR=""
 
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -211,7 +214,7 @@ deployments:
       - id: up0
         url: http://127.0.0.1:$UP_PORT
 EOF
-"$WEFT" gateway --config "$GW_DIR/gateway.yaml" --quiet >"$GW_DIR/gateway.log" 2>&1 &
+${GW_PRELOAD:+env LD_PRELOAD=$GW_PRELOAD} "$WEFT" gateway --config "$GW_DIR/gateway.yaml" --quiet >"$GW_DIR/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$GW_PORT/health"
@@ -269,10 +272,28 @@ open_run() {
   echo "compare_gateway: open $t @$rate round $round: $(cat "$j")" >&2
 }
 
-# max_run TARGET ROUND: one closed-loop run; appends "max target conns round rps errors p50 p99"
+# cpu_ticks TARGET: CPU time (user + system, clock ticks) so far of the process(es) serving TARGET:
+# the gateway; nginx's proxy or the upstream, master and workers.
+cpu_ticks() {
+  local pids p sum=0
+  case "$1" in
+    gateway) pids="$GW_PID" ;;
+    nginx) pids="$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')" ;;
+    direct) pids="$UPSTREAM_PID $(pgrep -P "$UPSTREAM_PID" | tr '\n' ' ')" ;;
+  esac
+  for p in $pids; do
+    # Fields 14 and 15 after the ")" that ends the command name (which may hold spaces).
+    sum=$((sum + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$sum"
+}
+TICKS_PER_S="$(getconf CLK_TCK)"
+
+# max_run TARGET ROUND: one closed-loop run; appends "max target conns round rps errors p50 p99
+# cpu_us_per_request"
 max_run() {
   local t="$1" round="$2" j="$WORK/max.$1.$2.json"
-  local profile=""
+  local profile="" cpu0 cpu1
   if [ "$t" = gateway ] && [ "$round" = 1 ]; then profile=1; perf_start max; fi
   if [ "$MAX_CLIENT" = wrk ]; then
     cat >"$WORK/wrk.lua" <<EOF
@@ -289,17 +310,27 @@ done = function(summary, latency, requests)
 end
 EOF
     wrk -t1 -c "$MAX_CONNS" -d "${WARMUP}s" -s "$WORK/wrk.lua" "$(url_of "$t")" >/dev/null 2>&1 || true
+    cpu0="$(cpu_ticks "$t")"
     wrk -t1 -c "$MAX_CONNS" -d "${DURATION}s" -s "$WORK/wrk.lua" "$(url_of "$t")" 2>"$j.err" |
       grep '^{' >"$j" || true
+    cpu1="$(cpu_ticks "$t")"
   else
+    # The warm-up's CPU counts too: the CPU time is divided by every request sent, warm-up included.
+    cpu0="$(cpu_ticks "$t")"
     "$RATEBENCH" --closed --url "$(url_of "$t")" --duration "$DURATION" --warmup "$WARMUP" \
       --connections "$MAX_CONNS" -H "$AUTH" --body "$BODY" >"$j" 2>"$j.err" || true
+    cpu1="$(cpu_ticks "$t")"
   fi
   if [ -n "$profile" ]; then perf_stop; fi
   [ -s "$j" ] || { echo "compare_gateway: max-throughput client failed against $t:" >&2; cat "$j.err" >&2; return 0; }
-  printf 'max\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$MAX_CONNS" "$round" \
-    "$(json_num "$j" achieved_rps)" "$(json_num "$j" errors)" "$(json_num "$j" p50_ms)" \
-    "$(json_num "$j" p99_ms)" >>"$WORK/results"
+  local secs="$DURATION" rps us
+  [ "$MAX_CLIENT" = wrk ] || secs=$((DURATION + WARMUP))
+  rps="$(json_num "$j" achieved_rps)"
+  us="$(awk -v c=$((cpu1 - cpu0)) -v hz="$TICKS_PER_S" -v r="$rps" -v s="$secs" \
+        'BEGIN {if (r + 0 > 0) printf "%.1f", c / hz / (r * s) * 1e6}')"
+  printf 'max\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$MAX_CONNS" "$round" \
+    "$rps" "$(json_num "$j" errors)" "$(json_num "$j" p50_ms)" \
+    "$(json_num "$j" p99_ms)" "$us" >>"$WORK/results"
   echo "compare_gateway: max $t c=$MAX_CONNS round $round: $(cat "$j")" >&2
 }
 
@@ -407,6 +438,8 @@ g="$(med max gateway "$MAX_CONNS" 5)"; n="$(med max nginx "$MAX_CONNS" 5)"
 okr="$(awk -v a="$g" -v b="$n" 'BEGIN {if (a == "" || b == "" || b + 0 == 0) print ""; else print (a / b >= 0.8) ? 1 : 0}')"
 echo "| max req/s, $MAX_CONNS connections (baseline: nginx proxy) | $(f0 "$g") | $(f0 "$n") | $(ratio "$g" "$n")x | >= 0.8x | $(met "$okr") |"
 echo "| max req/s straight to the upstream (for scale) | | $(f0 "$(med max direct "$MAX_CONNS" 5)") | | | |"
+gc="$(med max gateway "$MAX_CONNS" 9)"; nc="$(med max nginx "$MAX_CONNS" 9)"
+echo "| CPU us per request in the max runs (baseline: nginx proxy; upstream alone: $(med max direct "$MAX_CONNS" 9)) | $gc | $nc | $(ratio "$gc" "$nc")x | | |"
 echo "| errors in max runs (gateway; nginx) | $(sum_errors max gateway "$MAX_CONNS" 6) | $(sum_errors max nginx "$MAX_CONNS" 6) | | | |"
 okm="$(awk -v k="$RSS_HOLDING" 'BEGIN {if (k == "") print ""; else print (k * 1024 / 1e6 < 200) ? 1 : 0}')"
 per="$(awk -v a="$RSS_HOLDING" -v b="$RSS_BEFORE" -v n="${HELD:-0}" 'BEGIN {if (n > 0 && a != "" && b != "") printf "%.1f KiB/conn", (a - b) / n; else printf "-"}')"

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
+#include "base/http/io_context_pool.h"
 #include "boost/asio.hpp"
 #include "boost/asio/ssl.hpp"
 #include "boost/beast/core.hpp"
@@ -266,8 +267,9 @@ struct Route {
   Handler handler;
 };
 
-// Handlers queued in `ioc` refer to the Impl by raw pointer (never owning it): the io_context is
-// its member, so an owning capture would be a cycle that leaks whatever stop left queued.
+// Connections and the accept handler own the Impl (shared_ptr), so it outlives every handler queued
+// on a caller's io_contexts. With the server's own pool that is a cycle (the pool is a member),
+// which Stop() breaks: once its threads are joined it destroys the pool and the handlers in it.
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   ServerOptions options;
   std::vector<Route> routes;
@@ -281,8 +283,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
   // Declared last: destroyed first, so the connections its queued handlers own unregister while
   // the members above still exist.
-  net::io_context ioc;
-  std::optional<tcp::acceptor> acceptor;
+  std::unique_ptr<IoContextPool> own_pool;  // unless ServerOptions::io_contexts
+  std::vector<net::io_context*> iocs;       // the pool's or the caller's
+  std::atomic<size_t> next_ioc{0};          // round robin of accepted connections
+  std::optional<tcp::acceptor> acceptor;    // on iocs[0]
 
   Response Error(int status, std::string message) const {
     if (options.error_response) return options.error_response(status, std::move(message));
@@ -382,8 +386,9 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
 
   // `stream_args`: the ssl::context for TlsStream, nothing for PlainStream.
   template <typename... StreamArgs>
-  Connection(tcp::socket socket, HttpServer::Impl* server, StreamArgs&... stream_args)
-      : stream_(std::move(socket), stream_args...), server_(server) {
+  Connection(tcp::socket socket, std::shared_ptr<HttpServer::Impl> server,
+             StreamArgs&... stream_args)
+      : stream_(std::move(socket), stream_args...), server_(std::move(server)) {
     beast::error_code ec;
     auto ep = Tcp().socket().remote_endpoint(ec);
     if (!ec) remote_ = absl::StrCat(ep.address().to_string(), ":", ep.port());
@@ -779,7 +784,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   }
 
   Stream stream_;
-  HttpServer::Impl* server_;
+  std::shared_ptr<HttpServer::Impl> server_;
   std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -813,8 +818,10 @@ void HttpServer::Impl::Launch(std::shared_ptr<Conn> conn) {
 }
 
 void HttpServer::Impl::Accept() {
-  acceptor->async_accept(net::make_strand(ioc), [self = this](beast::error_code ec,
-                                                              tcp::socket socket) {
+  // Each connection lives on one io_context (one thread): its handlers need no strand.
+  net::io_context& target = *iocs[next_ioc.fetch_add(1) % iocs.size()];
+  acceptor->async_accept(target, [self = shared_from_this()](beast::error_code ec,
+                                                             tcp::socket socket) {
     if (self->stopping.load() || !self->acceptor->is_open()) return;
     if (!ec) {
       beast::error_code ignored;
@@ -852,21 +859,27 @@ absl::Status HttpServer::Start() {
   auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("bad host '", impl_->options.host, "'"));
   tcp::endpoint endpoint(address, impl_->options.port);
-  auto& acceptor = impl_->acceptor.emplace(impl_->ioc);
+  if (impl_->options.io_contexts.empty()) {
+    impl_->own_pool = std::make_unique<IoContextPool>(impl_->options.threads);
+    impl_->iocs = impl_->own_pool->contexts();
+  } else {
+    impl_->iocs = impl_->options.io_contexts;
+  }
+  auto& acceptor = impl_->acceptor.emplace(*impl_->iocs[0]);
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
+    impl_->acceptor.reset();
+    impl_->own_pool.reset();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", impl_->options.host, ":",
                                                impl_->options.port, ": ", ec.message()));
   }
   port_ = acceptor.local_endpoint().port();
   started_ = true;
   impl_->Accept();
-  for (int i = 0; i < impl_->options.threads; ++i) {
-    threads_.emplace_back([impl = impl_.get()] { impl->ioc.run(); });
-  }
+  if (impl_->own_pool != nullptr) impl_->own_pool->Start();
   return absl::OkStatus();
 }
 
@@ -879,7 +892,7 @@ void HttpServer::Stop(double deadline_s) {
   if (!started_ || stopped_) return;
   stopped_ = true;
   impl_->stopping = true;
-  net::post(impl_->ioc, [impl = impl_.get()] {
+  net::post(*impl_->iocs[0], [impl = impl_] {
     beast::error_code ignored;
     impl->acceptor->close(ignored);
   });
@@ -894,9 +907,13 @@ void HttpServer::Stop(double deadline_s) {
   for (auto& c : impl_->Snapshot()) net::post(c->strand(), [c] { c->ForceClose(); });
   wait_until(1.0);
   impl_->stopped = true;
-  impl_->ioc.stop();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  if (impl_->own_pool != nullptr) {
+    impl_->own_pool->Stop();
+    // The acceptor and the handlers still queued (owning connections, which own the Impl) go
+    // before the pool's io_contexts do.
+    impl_->acceptor.reset();
+    impl_->own_pool.reset();
+  }
 }
 
 }  // namespace weft::http

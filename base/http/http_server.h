@@ -23,7 +23,13 @@
 
 #include "absl/status/status.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace weft::http {
+
+class IoContextPool;
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -105,6 +111,10 @@ struct ServerOptions {
   // Builds the body of errors the server itself answers (400 malformed HTTP, 404, 405, 413, 431,
   // 503 while shutting down). Default: {"error": {"message": ..., "code": status}}.
   std::function<Response(int status, std::string message)> error_response;
+  // Non-empty: the server runs on these io_contexts (each run by one thread of the caller's, e.g.
+  // an IoContextPool's; `threads` is ignored), accepting on the first and spreading connections
+  // over all. They must outlive the server's connections: stop running them only after Stop().
+  std::vector<boost::asio::io_context*> io_contexts = {};
 };
 
 class HttpServer {
@@ -124,8 +134,8 @@ class HttpServer {
   uint16_t port() const { return port_; }  // the bound port, after Start()
 
   // Graceful shutdown: stops accepting, closes idle connections, lets requests in flight finish for
-  // up to `deadline_s`, then closes the rest (their cancel callbacks run) and joins the threads.
-  // Blocks. Idempotent.
+  // up to `deadline_s`, then closes the rest (their cancel callbacks run) and joins the threads
+  // (the server's own; the caller's io_contexts keep running). Blocks. Idempotent.
   void Stop(double deadline_s);
 
   // Number of open connections (for tests and metrics).
@@ -135,7 +145,6 @@ class HttpServer {
 
  private:
   std::shared_ptr<Impl> impl_;
-  std::vector<std::thread> threads_;
   uint16_t port_ = 0;
   bool started_ = false;
   bool stopped_ = false;

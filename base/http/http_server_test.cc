@@ -256,6 +256,25 @@ TEST_F(HttpServerTest, ShutdownDeadlineCancelsStragglers) {
   EXPECT_EQ(cancelled_, 1);
 }
 
+// Stop closes the listener at once, whatever the I/O threads were doing: a connection attempt
+// right after it is refused (clients probing a stopped server must not be answered).
+TEST_F(HttpServerTest, StopClosesTheListenerAtOnce) {
+  for (int round = 0; round < 50; ++round) {
+    SCOPED_TRACE(round);
+    ServerOptions options;
+    options.threads = 2;
+    StartServer(options);
+    const uint16_t port = server_->port();
+    {
+      auto c = Connect(port);
+      ASSERT_TRUE(c->Request("GET", "/hello").ok());
+    }
+    server_->Stop(0);
+    EXPECT_FALSE(HttpClient::Connect("127.0.0.1", port, 1).ok());
+    server_.reset();
+  }
+}
+
 TEST_F(HttpServerTest, ConcurrentClients) {
   ServerOptions options;
   options.threads = 4;

@@ -2,8 +2,11 @@
 #include "gateway/metering/shipper.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -169,6 +172,17 @@ void Shipper::Stop() {
 }
 
 void Shipper::Run() {
+  pthread_setname_np(pthread_self(), "weft-shipper");
+  if (options_.nice_increment != 0) {
+    // Linux applies a nice value to the calling thread only; failure (e.g. no permission to
+    // lower it) just leaves the default.
+    errno = 0;
+    const int current = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+    if (errno == 0) {
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()),
+                        std::min(19, current + options_.nice_increment));
+    }
+  }
   absl::Duration backoff = absl::ZeroDuration();
   std::string last_warning;
   while (true) {

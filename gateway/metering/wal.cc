@@ -2,10 +2,12 @@
 #include "gateway/metering/wal.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -142,8 +144,12 @@ absl::Status Wal::Recover() {
     WEFT_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
     const SegmentScan scan = ScanSegment(data);
     const bool last = i + 1 == seqs.size();
-    const SegmentRecovery plan = PlanSegmentRecovery(scan, data.size(), last, tail_window);
-    uint64_t size = data.size();
+    // Zeros after the data are preallocated space (or a torn write's unwritten part): they are
+    // not data, and nothing but zeros after the valid frames is a clean end.
+    uint64_t size = EndWithoutZeroTail(data, scan.valid_end);
+    const SegmentRecovery plan =
+        size == scan.valid_end ? SegmentRecovery{}
+                               : PlanSegmentRecovery(scan, size, last, tail_window);
     switch (plan.action) {
       case SegmentRecovery::Action::kKeep:
         break;
@@ -163,7 +169,7 @@ absl::Status Wal::Recover() {
         ::close(fd);
         if (rc != 0) return Errno("fdatasync", path);
         Warn(absl::StrCat("usage ledger WAL segment ", path, ": ", plan.message));
-        recovery_.truncated_bytes += size - plan.truncate_to;
+        recovery_.truncated_bytes += data.size() - plan.truncate_to;  // zeros included
         recovery_.truncated_segment = path;
         size = plan.truncate_to;
         break;
@@ -179,14 +185,15 @@ absl::Status Wal::Recover() {
   } else if (segments_.rbegin()->second >= options_.segment_bytes) {
     WEFT_RETURN_IF_ERROR(OpenActive(segments_.rbegin()->first + 1, /*create=*/true));
   } else {
-    WEFT_RETURN_IF_ERROR(OpenActive(segments_.rbegin()->first, /*create=*/false));
+    WEFT_RETURN_IF_ERROR(OpenActive(segments_.rbegin()->first, /*create=*/false,
+                                    segments_.rbegin()->second));
   }
   segments_[active_seq_] = active_size_;
   durable_end_ = {active_seq_, active_size_};
   return absl::OkStatus();
 }
 
-absl::Status Wal::OpenActive(uint64_t seq, bool create) {
+absl::Status Wal::OpenActive(uint64_t seq, bool create, uint64_t data_size) {
   const std::string path = options_.dir + "/" + SegmentName(seq);
   const int flags = O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
   const int fd = ::open(path.c_str(), flags, 0644);
@@ -204,10 +211,39 @@ absl::Status Wal::OpenActive(uint64_t seq, bool create) {
       return s;
     }
   }
-  if (active_fd_ >= 0) ::close(active_fd_);
+  if (active_fd_ >= 0) {
+    // The sealed segment loses its preallocated tail (recovery would skip it anyway).
+    (void)::ftruncate(active_fd_, static_cast<off_t>(active_size_));
+    ::close(active_fd_);
+  }
   active_fd_ = fd;
   active_seq_ = seq;
-  active_size_ = static_cast<uint64_t>(st.st_size);
+  active_allocated_ = static_cast<uint64_t>(st.st_size);
+  active_size_ = create ? 0 : std::min(data_size, active_allocated_);
+  return absl::OkStatus();
+}
+
+absl::Status Wal::Preallocate(uint64_t need) {
+  const std::string path = options_.dir + "/" + SegmentName(active_seq_);
+  uint64_t target = need;
+  if (options_.preallocate_bytes > 0) {
+    target = std::max(need, std::min(active_size_ + options_.preallocate_bytes,
+                                     std::max(options_.segment_bytes, need)));
+  }
+  if (target <= active_allocated_) return absl::OkStatus();
+  // Written zeros, not fallocate(): ext4 keeps fallocated blocks "unwritten", and converting them
+  // on the first write is a metadata change each fdatasync would carry again.
+  static const std::string kZeros(64 << 10, '\0');
+  uint64_t at = active_allocated_;
+  while (at < target) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kZeros.size(), target - at));
+    const ssize_t w = ::pwrite(active_fd_, kZeros.data(), n, static_cast<off_t>(at));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Errno("preallocate", path);
+    at += static_cast<uint64_t>(w);
+  }
+  if (::fdatasync(active_fd_) != 0) return Errno("fdatasync", path);
+  active_allocated_ = target;
   return absl::OkStatus();
 }
 
@@ -216,6 +252,9 @@ absl::StatusOr<WalPosition> Wal::WriteBatch(const std::string& batch) {
     // Every batch in the old segment was fdatasync'ed before its appenders returned, so the old
     // segment is sealed and whole; recovery relies on this.
     WEFT_RETURN_IF_ERROR(OpenActive(active_seq_ + 1, /*create=*/true));
+  }
+  if (options_.preallocate_bytes > 0 && active_size_ + batch.size() > active_allocated_) {
+    WEFT_RETURN_IF_ERROR(Preallocate(active_size_ + batch.size()));
   }
   const std::string path = options_.dir + "/" + SegmentName(active_seq_);
   size_t done = 0;
@@ -226,9 +265,11 @@ absl::StatusOr<WalPosition> Wal::WriteBatch(const std::string& batch) {
     if (n < 0) return Errno("write", path);
     done += static_cast<size_t>(n);
   }
+  // Inside the preallocated space this flushes the data blocks only; past it (preallocation off)
   // fdatasync also flushes the file size, which is all the metadata a reader needs.
   if (::fdatasync(active_fd_) != 0) return Errno("fdatasync", path);
   active_size_ += batch.size();
+  active_allocated_ = std::max(active_allocated_, active_size_);
   return WalPosition{active_seq_, active_size_};
 }
 
@@ -347,6 +388,7 @@ void Wal::AppendAsync(const UsageRecord& record, std::function<void(absl::Status
 }
 
 void Wal::WriterLoop() {
+  pthread_setname_np(pthread_self(), "weft-wal");
   std::unique_lock lock(mu_);
   while (true) {
     writer_cv_.wait(lock, [&] {
@@ -474,7 +516,11 @@ absl::Status Wal::Close() {
   std::vector<std::function<void(absl::Status)>> left;
   for (auto& [ticket, done] : async_waiters_) left.push_back(std::move(done));
   async_waiters_.clear();
-  if (active_fd_ >= 0) ::close(active_fd_);
+  if (active_fd_ >= 0) {
+    // A clean close leaves no preallocated tail behind.
+    if (failed_.ok()) (void)::ftruncate(active_fd_, static_cast<off_t>(active_size_));
+    ::close(active_fd_);
+  }
   active_fd_ = -1;
   ::close(lock_fd_);  // releases the flock
   lock_fd_ = -1;

@@ -42,6 +42,10 @@ struct WalOptions {
   uint64_t segment_bytes = 64 << 20;     // a new segment starts once this would be exceeded
   uint64_t max_batch_bytes = 256 << 10;  // most bytes one group commit writes; this is also
                                          // the torn-tail window recovery allows (keep it fixed)
+  // The active segment is extended with written zeros this far ahead of its data (capped at
+  // segment_bytes; 0 = off), durably, so a group commit's fdatasync flushes the data blocks only
+  // and not the file size as well: about half the latency of an appending fdatasync on ext4.
+  uint64_t preallocate_bytes = 1 << 20;
   std::function<void(std::string_view)> warn{};  // recovery warnings; default: stderr
 };
 
@@ -113,7 +117,11 @@ class Wal {
  private:
   explicit Wal(WalOptions options);
   absl::Status Recover();
-  absl::Status OpenActive(uint64_t seq, bool create);
+  // Opens segment `seq` for appending at `data_size` (0 when `create`); bytes past it are
+  // preallocated zeros.
+  absl::Status OpenActive(uint64_t seq, bool create, uint64_t data_size = 0);
+  // Leader only: extends the active segment with zeros (and fdatasyncs) to hold `need` bytes.
+  absl::Status Preallocate(uint64_t need);
   // Leader only: rotates if needed, writes `batch`, fdatasyncs. Returns the new durable end.
   absl::StatusOr<WalPosition> WriteBatch(const std::string& batch);
   // Queues an encoded frame; returns its ticket. Requires mu_.
@@ -131,7 +139,8 @@ class Wal {
   // Leader-owned (only the thread with leader_busy_ set touches these, or Close once none is).
   int active_fd_ = -1;
   uint64_t active_seq_ = 0;
-  uint64_t active_size_ = 0;
+  uint64_t active_size_ = 0;       // end of the data
+  uint64_t active_allocated_ = 0;  // file size: data, then preallocated zeros
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/metering/wal_format.h"
 
+#include <algorithm>
+
 #include <bit>
 #include <cstring>
 
@@ -217,6 +219,12 @@ SegmentScan ScanSegment(std::string_view bytes, size_t max_frames) {
     }
   }
   return scan;
+}
+
+uint64_t EndWithoutZeroTail(std::string_view bytes, uint64_t valid_end) {
+  uint64_t end = bytes.size();
+  while (end > valid_end && bytes[end - 1] == '\0') --end;
+  return std::max(end, std::min<uint64_t>(valid_end, bytes.size()));
 }
 
 SegmentRecovery PlanSegmentRecovery(const SegmentScan& scan, uint64_t size, bool last_segment,

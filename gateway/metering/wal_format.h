@@ -53,6 +53,12 @@ struct SegmentScan {
 // scan early (stop = kEnd, valid_end = end of the last frame returned).
 SegmentScan ScanSegment(std::string_view bytes, size_t max_frames = SIZE_MAX);
 
+// A segment is extended with zeros ahead of its data (preallocation: an fdatasync after an
+// overwrite then flushes data only, not the file size). The end of `bytes` without its trailing
+// run of zero bytes, never below `valid_end` (the end of the scanned valid frames): equal to
+// `valid_end` when everything after the valid frames is preallocated space.
+uint64_t EndWithoutZeroTail(std::string_view bytes, uint64_t valid_end);
+
 // What recovery does with one segment after scanning it.
 struct SegmentRecovery {
   enum class Action {

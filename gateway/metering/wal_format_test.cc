@@ -159,5 +159,20 @@ TEST(PlanSegmentRecoveryTest, TheRule) {
             A::kCorrupt);
 }
 
+TEST(WalFormatTest, EndWithoutZeroTail) {
+  std::string bytes;
+  ASSERT_TRUE(AppendWalFrame(TestRecord(1), bytes).ok());
+  const uint64_t end = bytes.size();
+  EXPECT_EQ(EndWithoutZeroTail(bytes, end), end);
+  bytes.resize(end + 4096, '\0');
+  EXPECT_EQ(EndWithoutZeroTail(bytes, end), end);
+  // A torn frame after the data: its non-zero bytes count, the zeros after them do not.
+  bytes[end + 1] = 7;
+  EXPECT_EQ(EndWithoutZeroTail(bytes, end), end + 2);
+  // Never below the valid frames, even when they end in zero bytes.
+  EXPECT_EQ(EndWithoutZeroTail(std::string(16, '\0'), 10), 10u);
+  EXPECT_EQ(EndWithoutZeroTail(std::string(8, '\0'), 10), 8u);
+}
+
 }  // namespace
 }  // namespace weft::gateway

@@ -145,6 +145,64 @@ TEST(WalTest, GroupCommitFrom32ThreadsKeepsEveryRecordOnce) {
   EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kPerThread));
 }
 
+// The active segment is preallocated with zeros ahead of its data. A process that dies leaves that
+// tail behind: reopening treats it as free space (no warning, nothing truncated), appends continue
+// right after the data, and a clean close trims the file to its data.
+TEST(WalTest, PreallocatedTailIsFreeSpaceAfterACrash) {
+  ScopedTempDir dir;
+  ScopedTempDir crashed;
+  auto wal = OpenWal(dir.path());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(wal->Append(TestRecord(i)).ok());
+  const std::string segment = SegmentFiles(dir.path()).at(0);
+  const std::string bytes = ReadFile(segment);  // what a crash now would leave on disk
+  const SegmentScan scan = ScanSegment(bytes);
+  ASSERT_EQ(scan.frames.size(), 20u);
+  EXPECT_EQ(bytes.size(), uint64_t{1} << 20) << "preallocated to preallocate_bytes";
+  EXPECT_EQ(EndWithoutZeroTail(bytes, scan.valid_end), scan.valid_end);
+  ASSERT_TRUE(wal->Close().ok());
+  EXPECT_EQ(std::filesystem::file_size(segment), scan.valid_end) << "a clean close trims";
+
+  const std::string copy = crashed.path() + "/" + std::filesystem::path(segment).filename().string();
+  WriteFile(copy, bytes);
+  Warnings warnings;
+  wal = OpenWal(crashed.path(), &warnings);
+  ASSERT_NE(wal, nullptr);
+  EXPECT_TRUE(warnings.lines.empty()) << warnings.lines[0];
+  EXPECT_EQ(wal->recovery().records, 20);
+  EXPECT_EQ(wal->recovery().truncated_bytes, 0u);
+  EXPECT_EQ(wal->DurableEnd().offset, scan.valid_end);
+  for (int i = 20; i < 25; ++i) ASSERT_TRUE(wal->Append(TestRecord(i)).ok());
+  const auto all = ReadAll(*wal);
+  ASSERT_EQ(all.size(), 25u);
+  for (int i = 0; i < 25; ++i) EXPECT_EQ(all[i], TestRecord(i));
+  // The new records sit right after the old ones: a fresh scan of the file finds all 25.
+  EXPECT_EQ(ScanSegment(ReadFile(copy)).frames.size(), 25u);
+}
+
+// A torn batch inside preallocated space (a later page of it reached the disk, an earlier one did
+// not) with valid-looking frames after the damage: still a torn tail, decided on the bytes before
+// the zeros, not on the preallocated file size.
+TEST(WalTest, TornBatchInsidePreallocatedSpaceIsTruncated) {
+  ScopedTempDir dir;
+  std::string bytes;
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(AppendWalFrame(TestRecord(i), bytes).ok());
+  const SegmentScan whole = ScanSegment(bytes);
+  const uint64_t damage_at = whole.frames[3].offset;
+  bytes[damage_at + kWalFrameHeaderBytes + 2] ^= 0x5a;  // frame 3 damaged, 4 and 5 intact
+  bytes.resize(1 << 20, '\0');                          // then preallocated zeros
+  WriteFile(dir.path() + "/wal-0000000000000001.log", bytes);
+  Warnings warnings;
+  auto wal = OpenWal(dir.path(), &warnings);
+  ASSERT_NE(wal, nullptr);
+  EXPECT_EQ(wal->recovery().records, 3);
+  ASSERT_EQ(warnings.lines.size(), 1u);
+  EXPECT_NE(warnings.lines[0].find("torn tail"), std::string::npos) << warnings.lines[0];
+  ASSERT_TRUE(wal->Append(TestRecord(9)).ok());
+  const auto all = ReadAll(*wal);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[3], TestRecord(9));
+}
+
 // Truncates the (single) segment at every byte offset inside its last record: reopening always
 // succeeds, cuts the torn record and keeps the earlier ones, and the WAL accepts appends again.
 TEST(WalTest, TornTailTruncationSweep) {

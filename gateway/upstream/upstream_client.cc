@@ -111,14 +111,21 @@ struct Pool {
 struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core> {
   explicit Core(ClientOptions o)
       : options(std::move(o)),
-        own_ioc(options.io_context == nullptr ? std::make_unique<net::io_context>() : nullptr),
-        ioc(options.io_context != nullptr ? options.io_context : own_ioc.get()),
-        sweep_strand(net::make_strand(*ioc)),
+        own_ioc(options.io_context == nullptr && options.io_contexts.empty()
+                    ? std::make_unique<net::io_context>()
+                    : nullptr),
+        iocs(!options.io_contexts.empty()      ? options.io_contexts
+             : options.io_context != nullptr ? std::vector<net::io_context*>{options.io_context}
+                                             : std::vector<net::io_context*>{own_ioc.get()}),
+        sweep_strand(net::make_strand(*iocs[0])),
         sweep_timer(sweep_strand) {}
 
   ClientOptions options;
   std::unique_ptr<net::io_context> own_ioc;
-  net::io_context* ioc;
+  // The shards: an exchange runs on one (the caller's own, when it is one of them) and takes its
+  // connections from that shard's pools, so a proxied request never changes threads.
+  std::vector<net::io_context*> iocs;
+  std::atomic<size_t> next_shard{0};
   Strand sweep_strand;
   net::steady_timer sweep_timer;  // on sweep_strand
 
@@ -127,6 +134,18 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   std::unordered_map<std::string, Pool> pools;                          // guarded by mu
   std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;  // guarded by mu
   std::unordered_map<Timer*, std::weak_ptr<Timer>> timers;              // guarded by mu
+
+  size_t PickShard() {
+    if (iocs.size() == 1) return 0;
+    for (size_t i = 0; i < iocs.size(); ++i) {
+      if (iocs[i]->get_executor().running_in_this_thread()) return i;
+    }
+    return next_shard.fetch_add(1, std::memory_order_relaxed) % iocs.size();
+  }
+  // The pool of `key` on `shard` (shard 0 keeps the plain key).
+  static std::string PoolKey(const std::string& key, size_t shard) {
+    return shard == 0 ? key : absl::StrCat(key, "#", shard);
+  }
 
   enum class AcquireResult { kGranted, kQueued, kFull, kStopping };
   AcquireResult Acquire(const std::string& key, const std::shared_ptr<ExchangeImpl>& ex,
@@ -157,10 +176,12 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
       : core_(std::move(core)),
         target_(std::move(target)),
         key_(target_.Key()),
+        shard_(core_->PickShard()),
+        pool_key_(UpstreamClient::Core::PoolKey(key_, shard_)),
         request_(std::move(request)),
         cb_(std::move(cb)),
         timeouts_(timeouts),
-        strand_(net::make_strand(*core_->ioc)),
+        strand_(net::make_strand(*core_->iocs[shard_])),
         timer_(strand_) {}
 
   void Cancel() override {
@@ -200,7 +221,9 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   // Declared first: destroyed last (the socket and timers below belong to its io_context).
   std::shared_ptr<UpstreamClient::Core> core_;
   Target target_;
-  std::string key_;
+  std::string key_;  // host:port
+  size_t shard_;
+  std::string pool_key_;  // key_ on shard_
   UpstreamRequest request_;
   Callbacks cb_;
   Timeouts timeouts_;
@@ -399,7 +422,7 @@ void ExchangeImpl::Start() {
   }
   ArmTimer(timeouts_.connect_s);
   Grant grant;
-  switch (core_->Acquire(key_, shared_from_this(), &grant)) {
+  switch (core_->Acquire(pool_key_, shared_from_this(), &grant)) {
     case UpstreamClient::Core::AcquireResult::kGranted:
       return OnGrant(std::move(grant));
     case UpstreamClient::Core::AcquireResult::kQueued:
@@ -418,7 +441,7 @@ void ExchangeImpl::OnGrant(Grant grant) {
   if (phase_ == Phase::kDone) {
     // Cancelled or timed out while the grant was on its way: give the slot back.
     bool reusable = grant.socket.has_value();
-    core_->Release(key_, std::move(grant.socket), reusable);
+    core_->Release(pool_key_, std::move(grant.socket), reusable);
     return;
   }
   holds_slot_ = true;
@@ -433,8 +456,8 @@ void ExchangeImpl::OnGrant(Grant grant) {
 void ExchangeImpl::Connect() {
   phase_ = Phase::kConnecting;
   reused_ = false;
-  core_->CountConnect(key_);
-  socket_.emplace(*core_->ioc);
+  core_->CountConnect(pool_key_);
+  socket_.emplace(*core_->iocs[shard_]);
   beast::error_code ec;
   net::ip::address address = net::ip::make_address(target_.host, ec);
   if (!ec) {
@@ -443,7 +466,7 @@ void ExchangeImpl::Connect() {
         Bind([self = shared_from_this()](beast::error_code ec) { self->OnConnected(ec); }));
     return;
   }
-  resolver_.emplace(*core_->ioc);
+  resolver_.emplace(*core_->iocs[shard_]);
   resolver_->async_resolve(
       target_.host, std::to_string(target_.port),
       Bind([self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
@@ -604,16 +627,16 @@ void ExchangeImpl::Finish(absl::Status status, bool reusable) {
   ++timer_gen_;
   timer_.cancel();
   if (resolver_.has_value()) resolver_->cancel();
-  if (was == Phase::kQueued) core_->RemoveWaiter(key_, this);
+  if (was == Phase::kQueued) core_->RemoveWaiter(pool_key_, this);
   if (holds_slot_) {
     holds_slot_ = false;
     if (reusable && socket_.has_value()) {
       std::optional<tcp::socket> socket(std::move(*socket_));
       socket_.reset();
-      core_->Release(key_, std::move(socket), true);
+      core_->Release(pool_key_, std::move(socket), true);
     } else {
       CloseSocket();  // pending operations complete with operation_aborted
-      core_->Release(key_, std::nullopt, false);
+      core_->Release(pool_key_, std::nullopt, false);
     }
   }
   core_->Unregister(this);
@@ -629,7 +652,9 @@ namespace {
 class TimerImpl final : public Timer, public std::enable_shared_from_this<TimerImpl> {
  public:
   explicit TimerImpl(std::shared_ptr<UpstreamClient::Core> core)
-      : core_(std::move(core)), strand_(net::make_strand(*core_->ioc)), timer_(strand_) {}
+      : core_(std::move(core)),
+        strand_(net::make_strand(*core_->iocs[core_->PickShard()])),
+        timer_(strand_) {}
 
   void Start(double delay_s, std::function<void()> fn) {
     fn_ = std::move(fn);
@@ -676,10 +701,10 @@ UpstreamClient::UpstreamClient(ClientOptions options)
   net::post(core_->sweep_strand, [core = core_] { core->ScheduleSweep(); });
   if (core_->own_ioc != nullptr) {
     work_guard_ = std::make_shared<net::executor_work_guard<net::io_context::executor_type>>(
-        core_->ioc->get_executor());
+        core_->own_ioc->get_executor());
     int n = std::max(1, core_->options.threads);
     for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([ioc = core_->ioc] { ioc->run(); });
+      threads_.emplace_back([ioc = core_->own_ioc.get()] { ioc->run(); });
     }
   }
 }
@@ -774,27 +799,33 @@ absl::StatusOr<UpstreamResponse> UpstreamClient::Get(const Target& target, const
 
 PoolStats UpstreamClient::Stats(const Target& target) const {
   PoolStats stats;
+  const std::string key = target.Key();
   std::lock_guard lock(core_->mu);
-  auto it = core_->pools.find(target.Key());
-  if (it == core_->pools.end()) return stats;
-  stats.idle = it->second.idle.size();
-  stats.total = it->second.total;
-  stats.pending = it->second.waiters.size();
-  stats.connects = it->second.connects;
-  stats.reuses = it->second.reuses;
+  for (size_t shard = 0; shard < core_->iocs.size(); ++shard) {
+    auto it = core_->pools.find(Core::PoolKey(key, shard));
+    if (it == core_->pools.end()) continue;
+    stats.idle += it->second.idle.size();
+    stats.total += it->second.total;
+    stats.pending += it->second.waiters.size();
+    stats.connects += it->second.connects;
+    stats.reuses += it->second.reuses;
+  }
   return stats;
 }
 
 void UpstreamClient::CloseIdle(const Target& target) {
+  const std::string key = target.Key();
   std::lock_guard lock(core_->mu);
-  auto it = core_->pools.find(target.Key());
-  if (it == core_->pools.end()) return;
-  for (Pool::Idle& idle : it->second.idle) {
-    beast::error_code ignored;
-    idle.socket.close(ignored);
-    --it->second.total;
+  for (size_t shard = 0; shard < core_->iocs.size(); ++shard) {
+    auto it = core_->pools.find(Core::PoolKey(key, shard));
+    if (it == core_->pools.end()) continue;
+    for (Pool::Idle& idle : it->second.idle) {
+      beast::error_code ignored;
+      idle.socket.close(ignored);
+      --it->second.total;
+    }
+    it->second.idle.clear();
   }
-  it->second.idle.clear();
 }
 
 void UpstreamClient::Shutdown() {
@@ -831,6 +862,22 @@ void UpstreamClient::Shutdown() {
   work_guard_.reset();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  if (!core_->options.io_contexts.empty()) {
+    // The caller's io_contexts run the cancellations: wait (bounded) for the exchanges to end, so
+    // their callbacks are done when Shutdown returns, as with the client's own threads. Not from
+    // one of those threads: that would wait for itself.
+    for (net::io_context* ioc : core_->iocs) {
+      if (ioc->get_executor().running_in_this_thread() || ioc->stopped()) return;
+    }
+    const auto end = Clock::now() + std::chrono::seconds(5);
+    while (Clock::now() < end) {
+      {
+        std::lock_guard lock(core_->mu);
+        if (core_->live.empty()) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
 }
 
 }  // namespace weft::gateway::upstream

@@ -101,8 +101,12 @@ class Timer {
 };
 
 struct ClientOptions {
-  int threads = 2;  // I/O threads the client starts (ignored with io_context)
+  int threads = 2;  // I/O threads the client starts (ignored with io_context / io_contexts)
   boost::asio::io_context* io_context = nullptr;  // run by the caller instead; must outlive us
+  // Shards run by the caller instead (each by one thread, e.g. an http::IoContextPool shared with
+  // the HttpServer): an exchange runs on the shard whose thread calls Send (else round robin),
+  // with connection pools per shard; the limits below then hold per shard. Must outlive us.
+  std::vector<boost::asio::io_context*> io_contexts = {};
   size_t max_idle_per_host = 64;                  // kept-alive idle connections per host:port
   size_t max_total_per_host = 1024;  // open connections (idle + busy + connecting) per host:port
   // Requests waiting for a connection when max_total_per_host are open; past it ResourceExhausted.
@@ -159,8 +163,9 @@ class UpstreamClient {
   void CloseIdle(const Target& target);
 
   // Ends every exchange in flight with Cancelled, closes the pools, and joins the client's own
-  // threads (with a caller's io_context: does not wait). Later Sends fail at once. Idempotent;
-  // must not be called from an I/O thread.
+  // threads (with a caller's io_context: does not wait; with io_contexts: waits up to 5 s for the
+  // exchanges' callbacks, unless they are stopped). Later Sends fail at once. Idempotent; must not be called from an I/O
+  // thread.
   void Shutdown();
 
   struct Core;

@@ -388,8 +388,10 @@ absl::StatusOr<std::vector<ReplicaStatus>> HostsProvider::List() {
 
 ProviderHealth HostsProvider::Health() {
   const int64_t now = SteadyMs();
-  bool fresh = true;
-  {
+  // health_cache_ms 0: always probe (also within the millisecond of the last call).
+  const bool cache = options_.health_cache_ms > 0;
+  bool fresh = cache;
+  if (cache) {
     std::lock_guard lock(mu_);
     for (const HostState& h : hosts_) {
       const int64_t last = std::max(h.last_ok_ms, h.last_fail_ms);
@@ -408,7 +410,8 @@ ProviderHealth HostsProvider::Health() {
   std::lock_guard lock(mu_);
   std::vector<std::string> errors;
   for (const HostState& h : hosts_) {
-    if (h.last_ok_ms >= 0 && h.last_ok_ms >= h.last_fail_ms) return {};
+    // After a probe that every host failed, an earlier success in the same millisecond is stale.
+    if (fresh && h.last_ok_ms >= 0 && h.last_ok_ms >= h.last_fail_ms) return {};
     errors.push_back(h.last_error.empty() ? absl::StrCat("host ", h.url, " not contacted yet")
                                           : h.last_error);
   }

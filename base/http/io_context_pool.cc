@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "base/http/io_context_pool.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <string>
+
+#include "boost/asio/executor_work_guard.hpp"
+#include "boost/asio/io_context.hpp"
+
+namespace weft::http {
+
+namespace net = boost::asio;
+
+namespace {
+// An io_context whose services can be shut down without destroying it (execution_context's
+// shutdown() is protected).
+class PoolContext : public net::io_context {
+ public:
+  PoolContext() : net::io_context(1) {}  // concurrency hint: one thread runs it
+  void Shutdown() { shutdown(); }
+};
+}  // namespace
+
+IoContextPool::IoContextPool(int threads) {
+  const int n = std::max(1, threads);
+  for (int i = 0; i < n; ++i) {
+    // Concurrency hint 1: one thread runs each context, so Asio skips the wake-ups and the locking
+    // that a context shared by several threads needs.
+    owned_.push_back(std::make_unique<PoolContext>());
+    contexts_.push_back(owned_.back().get());
+  }
+}
+
+IoContextPool::~IoContextPool() {
+  Stop();
+  // Every context's queued handlers go before any context does: an object one of them owns may
+  // hold sockets or timers of another context (an exchange's pool, a client's sweep timer).
+  for (auto& ioc : owned_) static_cast<PoolContext*>(ioc.get())->Shutdown();
+  owned_.clear();
+}
+
+void IoContextPool::Start() {
+  if (!threads_.empty()) return;
+  for (net::io_context* ioc : contexts_) {
+    ioc->restart();
+    guards_.push_back(std::make_shared<net::executor_work_guard<net::io_context::executor_type>>(
+        ioc->get_executor()));
+    const std::string name = "weft-io-" + std::to_string(threads_.size());
+    threads_.emplace_back([ioc, name] {
+      pthread_setname_np(pthread_self(), name.c_str());  // at most 15 characters
+      ioc->run();
+    });
+  }
+}
+
+void IoContextPool::Stop() {
+  guards_.clear();
+  for (net::io_context* ioc : contexts_) ioc->stop();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+int IoContextPool::Current() const {
+  for (size_t i = 0; i < contexts_.size(); ++i) {
+    if (contexts_[i]->get_executor().running_in_this_thread()) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+}  // namespace weft::http
