@@ -235,6 +235,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   beast::flat_buffer buffer_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
   std::unique_ptr<char[]> body_buffer_;
+  size_t body_buffer_bytes_ = 0;
 
   Phase phase_ = Phase::kStart;
   std::atomic<bool> done_{false};
@@ -559,7 +560,15 @@ void ExchangeImpl::OnHead(beast::error_code ec) {
   if (cb_.on_head) cb_.on_head(status, headers);
   if (phase_ == Phase::kDone) return;
   if (parser_->is_done()) return Finish(absl::OkStatus(), parser_->keep_alive());
-  if (body_buffer_ == nullptr) body_buffer_ = std::make_unique<char[]>(kBodyBufferBytes);
+  if (body_buffer_ == nullptr) {
+    // Sized to a known Content-Length (small answers are the common case), uninitialized: a
+    // zero-filled 16 KiB per exchange showed up in profiles.
+    body_buffer_bytes_ = kBodyBufferBytes;
+    if (auto n = parser_->content_length(); n.has_value()) {
+      body_buffer_bytes_ = static_cast<size_t>(std::clamp<uint64_t>(*n, 1, kBodyBufferBytes));
+    }
+    body_buffer_.reset(new char[body_buffer_bytes_]);
+  }
   ReadBody();
 }
 
@@ -567,7 +576,7 @@ void ExchangeImpl::ReadBody() {
   ArmTimer(timeouts_.stall_s);
   auto& body = parser_->get().body();
   body.data = body_buffer_.get();
-  body.size = kBodyBufferBytes;
+  body.size = body_buffer_bytes_;
   body.more = true;
   bhttp::async_read_some(
       *socket_, buffer_, *parser_,
@@ -577,7 +586,7 @@ void ExchangeImpl::ReadBody() {
 void ExchangeImpl::OnBody(beast::error_code ec) {
   if (phase_ == Phase::kDone) return;
   if (ec == bhttp::error::need_buffer) ec = {};
-  size_t got = kBodyBufferBytes - parser_->get().body().size;
+  size_t got = body_buffer_bytes_ - parser_->get().body().size;
   if (got > 0 && cb_.on_data) cb_.on_data(std::string_view(body_buffer_.get(), got));
   if (phase_ == Phase::kDone) return;
   if (ec) return Finish(MapError(ec));
