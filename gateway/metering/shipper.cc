@@ -149,11 +149,16 @@ void Shipper::Start() {
   stop_ = false;
   work_ = true;
   wal_->SetDurableListener([this] {
+    // Called after every group commit: wake the shipper only when it sleeps waiting for records,
+    // not while it works or gathers records for min_interval (a futex and a context switch per
+    // commit otherwise).
+    bool wake;
     {
       std::lock_guard l(mu_);
+      wake = idle_ && !work_;
       work_ = true;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
   });
   thread_ = std::thread([this] { Run(); });
 }
@@ -188,7 +193,9 @@ void Shipper::Run() {
   while (true) {
     {
       std::unique_lock lock(mu_);
+      idle_ = true;
       cv_.wait(lock, [&] { return stop_ || work_; });
+      idle_ = false;
       if (stop_) return;
       work_ = false;
     }

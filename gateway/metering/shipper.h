@@ -87,6 +87,7 @@ class Shipper {
   WalPosition shipped_;
   absl::Status last_error_;
   bool work_ = true;
+  bool idle_ = false;    // the thread waits for work_ (the durable listener must wake it)
   bool urgent_ = false;  // a Flush() waits: skip min_interval
   bool stop_ = false;
   std::thread thread_;

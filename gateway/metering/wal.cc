@@ -384,7 +384,10 @@ void Wal::AppendAsync(const UsageRecord& record, std::function<void(absl::Status
   }
   const uint64_t ticket = EnqueueLocked(std::move(frame));
   async_waiters_.emplace_back(ticket, std::move(done));
-  if (!leader_busy_) writer_cv_.notify_one();
+  // Notified after unlocking: a writer woken with the lock still held would block on it at once.
+  const bool wake = !leader_busy_;
+  lock.unlock();
+  if (wake) writer_cv_.notify_one();
 }
 
 void Wal::WriterLoop() {
