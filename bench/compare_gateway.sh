@@ -288,6 +288,13 @@ cpu_ticks() {
   echo "$sum"
 }
 TICKS_PER_S="$(getconf CLK_TCK)"
+# thread_ticks: "name ticks" per gateway thread (threads of one name summed), sorted by name.
+thread_ticks() {
+  local t
+  for t in /proc/"$GW_PID"/task/*; do
+    echo "$(cat "$t/comm" 2>/dev/null) $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk 'NF == 2 {s[$1] += $2} END {for (n in s) print n, s[n]}' | sort
+}
 
 # max_run TARGET ROUND: one closed-loop run; appends "max target conns round rps errors p50 p99
 # cpu_us_per_request"
@@ -317,9 +324,11 @@ EOF
   else
     # The warm-up's CPU counts too: the CPU time is divided by every request sent, warm-up included.
     cpu0="$(cpu_ticks "$t")"
+    [ "$t" = gateway ] && thread_ticks >"$WORK/threads0"
     "$RATEBENCH" --closed --url "$(url_of "$t")" --duration "$DURATION" --warmup "$WARMUP" \
       --connections "$MAX_CONNS" -H "$AUTH" --body "$BODY" >"$j" 2>"$j.err" || true
     cpu1="$(cpu_ticks "$t")"
+    [ "$t" = gateway ] && thread_ticks >"$WORK/threads1"
   fi
   if [ -n "$profile" ]; then perf_stop; fi
   [ -s "$j" ] || { echo "compare_gateway: max-throughput client failed against $t:" >&2; cat "$j.err" >&2; return 0; }
@@ -328,6 +337,12 @@ EOF
   rps="$(json_num "$j" achieved_rps)"
   us="$(awk -v c=$((cpu1 - cpu0)) -v hz="$TICKS_PER_S" -v r="$rps" -v s="$secs" \
         'BEGIN {if (r + 0 > 0) printf "%.1f", c / hz / (r * s) * 1e6}')"
+  if [ "$t" = gateway ] && [ -s "$WORK/threads1" ]; then
+    # Per thread name: CPU us per request in this run (appended, one line per run).
+    join "$WORK/threads0" "$WORK/threads1" | awk -v hz="$TICKS_PER_S" -v r="$rps" -v s="$secs" \
+      '$3 > $2 && r + 0 > 0 {printf "%s%s %.1f", sep, $1, ($3 - $2) / hz / (r * s) * 1e6; sep = ", "} END {print ""}' \
+      >>"$WORK/threads"
+  fi
   printf 'max\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$MAX_CONNS" "$round" \
     "$rps" "$(json_num "$j" errors)" "$(json_num "$j" p50_ms)" \
     "$(json_num "$j" p99_ms)" "$us" >>"$WORK/results"
@@ -445,4 +460,9 @@ okm="$(awk -v k="$RSS_HOLDING" 'BEGIN {if (k == "") print ""; else print (k * 10
 per="$(awk -v a="$RSS_HOLDING" -v b="$RSS_BEFORE" -v n="${HELD:-0}" 'BEGIN {if (n > 0 && a != "" && b != "") printf "%.1f KiB/conn", (a - b) / n; else printf "-"}')"
 echo "| gateway VmRSS MB holding ${HELD:-?} idle connections (baseline: before them) | $(mb "$RSS_HOLDING") | $(mb "$RSS_BEFORE") | $per | < 200 MB | $(met "$okm") |"
 echo
+if [ -s "$WORK/threads" ]; then
+  echo "Gateway CPU us per request by thread in its max runs ($MAX_CLIENT client only), one line per run:"
+  sed 's/^/  /' "$WORK/threads"
+  echo
+fi
 echo "Idle: the gateway dropped ${DROPPED:-?} of them while held; a request during the hold got $code; gateway peak RSS (VmHWM) over the whole run $(mb "$GW_HWM") MB."
