@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/http/http_server.h"
+#include "base/http/io_context_pool.h"
 #include "boost/asio.hpp"
 #include "gtest/gtest.h"
 #include "testing/fault_proxy.h"
@@ -916,6 +917,57 @@ TEST_F(UpstreamClientTest, CallerProvidedIoContext) {
   guard.reset();
   ioc.stop();
   runner.join();
+}
+
+// Shards on a caller's IoContextPool (as the gateway runs it): an exchange sent from loop i runs
+// its callbacks on loop i and takes its connection from loop i's pool; Shutdown returns once the
+// exchanges' callbacks have run.
+TEST_F(UpstreamClientTest, ShardsOnTheCallersLoops) {
+  StartServer();
+  http::IoContextPool pool(2);
+  pool.Start();
+  ClientOptions o;
+  o.io_contexts = pool.contexts();
+  auto client = std::make_unique<UpstreamClient>(o);
+  for (int round = 0; round < 3; ++round) {
+    for (int loop = 0; loop < 2; ++loop) {
+      std::promise<std::pair<int, int>> seen;  // (loop of on_head, loop of on_done)
+      auto head_loop = std::make_shared<std::atomic<int>>(-2);
+      net::post(*pool.contexts()[loop], [&, head_loop] {
+        Callbacks cb;
+        cb.on_head = [&pool, head_loop](int, const Headers&) { *head_loop = pool.Current(); };
+        cb.on_done = [&pool, &seen, head_loop](absl::Status s) {
+          EXPECT_TRUE(s.ok()) << s;
+          seen.set_value({head_loop->load(), pool.Current()});
+        };
+        client->Send(target_, Get("/small"), std::move(cb));
+      });
+      auto [on_head, on_done] = seen.get_future().get();
+      EXPECT_EQ(on_head, loop);
+      EXPECT_EQ(on_done, loop);
+    }
+  }
+  // One kept-alive connection per loop, each reused by that loop's later requests.
+  const PoolStats stats = client->Stats(target_);
+  EXPECT_EQ(stats.connects, 2u);
+  EXPECT_EQ(stats.reuses, 4u);
+  EXPECT_EQ(stats.idle, 2u);
+
+  // A stream held open by the server: Shutdown ends it (Cancelled) before returning.
+  Recorder rec;
+  net::post(*pool.contexts()[1], [&] { client->Send(target_, Get("/gated"), rec.Make()); });
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard lock(rec.mu);
+    return !rec.chunks.empty();
+  }));
+  client->Shutdown();
+  {
+    std::lock_guard lock(rec.mu);
+    ASSERT_TRUE(rec.done.has_value()) << "Shutdown returned before on_done ran";
+    EXPECT_EQ(rec.done->code(), absl::StatusCode::kCancelled);
+  }
+  client.reset();
+  pool.Stop();
 }
 
 }  // namespace
