@@ -106,6 +106,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(ScanSegment(bytes.substr(*scan.next_valid_offset), 1).frames.size() == 1);
   }
 
+  // Preallocated space: the end without the zero tail never cuts the valid frames, and only
+  // zeros follow it; with it and a zero run appended, the same frames are found.
+  const uint64_t end = EndWithoutZeroTail(bytes, scan.valid_end);
+  Check(end >= scan.valid_end && end <= size);
+  Check(bytes.substr(end).find_first_not_of('\0') == std::string_view::npos);
+  if (scan.stop == SegmentScan::Stop::kEnd) {
+    const std::string padded = std::string(bytes) + std::string(64, '\0');
+    const SegmentScan with_tail = ScanSegment(padded);
+    Check(with_tail.frames.size() == scan.frames.size() && with_tail.valid_end == scan.valid_end);
+    Check(EndWithoutZeroTail(padded, with_tail.valid_end) == with_tail.valid_end);
+  }
+
   for (bool last : {false, true}) {
     for (uint64_t window : {uint64_t{0}, kWalMaxFrameBytes, uint64_t{1} << 20}) {
       const SegmentRecovery plan = PlanSegmentRecovery(scan, size, last, window);
