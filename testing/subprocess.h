@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Subprocess: a child process for multi-process tests (engines, gateways): started with argv,
-// stdout+stderr to a log file, signalled, waited for; killed (SIGKILL) and reaped on destruction.
+// Subprocess: a child process for multi-process tests (engines, gateways): weft::Process (started
+// with argv, stdout+stderr to a log file, no inherited descriptors beyond 0-2, signalled, waited
+// for; killed (SIGKILL) and reaped on destruction) with the test harness's names.
 // FreeLoopbackPort: a port that was free on 127.0.0.1 a moment ago (bind to 0, read, close).
 // Test-only; one thread at a time per object.
 #pragma once
@@ -10,10 +11,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/process.h"
 
 namespace weft::testing {
 
@@ -22,21 +25,16 @@ class Subprocess {
   // Starts argv[0] (a path) with argv; output appended to `log_path` ("" = /dev/null).
   static absl::StatusOr<Subprocess> Start(const std::vector<std::string>& argv,
                                           const std::string& log_path);
-  Subprocess(Subprocess&& other) noexcept;
-  Subprocess& operator=(Subprocess&& other) noexcept;
-  ~Subprocess();  // SIGKILL + reap if still running
 
-  pid_t pid() const { return pid_; }
-  bool Signal(int sig) const;  // false if already reaped
+  pid_t pid() const { return process_.pid(); }
+  bool Signal(int sig) const { return process_.Signal(sig); }  // false if already reaped
   // Waits up to timeout_s for the exit; the raw wait status, or nullopt on timeout.
-  std::optional<int> Wait(double timeout_s);
-  bool running();  // not yet exited (reaps when it has)
+  std::optional<int> Wait(double timeout_s) { return process_.Wait(timeout_s); }
+  bool running() { return pid() > 0 && !process_.Poll().has_value(); }  // reaps when it exited
 
  private:
-  Subprocess() = default;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int status_ = 0;
+  explicit Subprocess(weft::Process process) : process_(std::move(process)) {}
+  weft::Process process_;
 };
 
 uint16_t FreeLoopbackPort();

@@ -3,7 +3,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "boost/asio.hpp"
 #include "gmock/gmock.h"
@@ -254,6 +256,36 @@ TEST_F(HttpServerTest, ShutdownDeadlineCancelsStragglers) {
   server_->Stop(0.2);
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2);
   EXPECT_EQ(cancelled_, 1);
+}
+
+// A handler starts a stream on its I/O thread and hands the body to a producer thread that
+// writes at once: the head goes first and no chunk is lost, every time (call order holds across
+// the two threads).
+TEST_F(HttpServerTest, WritesFromAnotherThreadFollowTheHandlersStartStream) {
+  ServerOptions options;
+  options.threads = 2;
+  std::vector<std::thread> producers;
+  std::mutex producers_mu;
+  server_ = std::make_unique<HttpServer>(options);
+  server_->Handle("GET", "/quick", [&](const Request&, std::shared_ptr<ResponseWriter> w) {
+    w->StartStream(200, "text/event-stream");
+    std::lock_guard lock(producers_mu);
+    producers.emplace_back([w] {
+      w->Write("data: first\n\n");
+      w->End();
+    });
+  });
+  ASSERT_TRUE(server_->Start().ok());
+  auto c = Connect(server_->port());
+  for (int i = 0; i < 200; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(c->StartStream("GET", "/quick").ok());
+    auto body = c->ReadRestOfStream();
+    ASSERT_TRUE(body.ok()) << body.status();
+    ASSERT_EQ(*body, "data: first\n\n");
+  }
+  std::lock_guard lock(producers_mu);
+  for (auto& t : producers) t.join();
 }
 
 // Stop closes the listener at once, whatever the I/O threads were doing: a connection attempt

@@ -18,7 +18,11 @@ namespace {
 // shutdown() is protected).
 class PoolContext : public net::io_context {
  public:
-  PoolContext() : net::io_context(1) {}  // concurrency hint: one thread runs it
+  // The default concurrency hint, not 1: with 1, Asio queues a post made on the context's own
+  // thread privately until the running handler returns, so a post from another thread made later
+  // can run first. HttpServer's ResponseWriter promises call order (a handler's StartStream, then
+  // a producer thread's Write), which needs every post in one FIFO.
+  PoolContext() = default;
   void Shutdown() { shutdown(); }
 };
 }  // namespace
@@ -26,8 +30,6 @@ class PoolContext : public net::io_context {
 IoContextPool::IoContextPool(int threads) {
   const int n = std::max(1, threads);
   for (int i = 0; i < n; ++i) {
-    // Concurrency hint 1: one thread runs each context, so Asio skips the wake-ups and the locking
-    // that a context shared by several threads needs.
     owned_.push_back(std::make_unique<PoolContext>());
     contexts_.push_back(owned_.back().get());
   }
