@@ -74,6 +74,17 @@ int GatewayCommand(int argc, char** argv) {
   o.config = config;
   o.admin_key = *admin_key;
   o.access_log = !args->Has("--quiet");
+  // Signals are taken by sigwait below; block them before any thread starts (the ledger's WAL
+  // writer and shipper are the first): a thread that leaves SIGTERM unblocked would take a second
+  // SIGTERM during the drain with its default action and end the process mid-drain.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
   auto keys = auth::SqliteKeyStore::Open(config.data_dir + "/keys.sqlite");
   if (!keys.ok()) {
     std::fprintf(stderr, "weft gateway: %s\n", std::string(keys.status().message()).c_str());
@@ -129,15 +140,6 @@ int GatewayCommand(int argc, char** argv) {
                                 config_path, config_path.empty() ? 0 : config.routes.reload_poll_s});
     o.routes.reset(routes);
   }
-
-  // Signals are taken by sigwait below; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   auto gw = gateway::Gateway::Create(std::move(o));
   if (!gw.ok()) {

@@ -9,22 +9,28 @@
 //    4xx or is cut by its timeout while other clients' requests keep flowing;
 //  - prefix-affinity routing gets a far higher prefix-cache hit rate than round robin.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/process.h"
+#include "boost/asio.hpp"
 #include "gateway/auth/sqlite_key_store.h"
 #include "gateway/metering/ledger_store.h"
 #include "gateway/metering/sqlite_ledger_store.h"
+#include "gateway/metering/wal_format.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "testing/fault_proxy.h"
@@ -437,6 +443,68 @@ TEST(GatewayLedgerTest, GatewayKilledUnderLoadBillsEachFinishedRequestOnce) {
   for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
   // Billed exactly: the 24 tokens each finished request generated.
   for (const std::string& id : finished) EXPECT_EQ(completion[id], 24) << id;
+}
+
+// SIGTERM drains; more SIGTERMs during the drain (a supervisor that signals the whole process
+// group, as `kill -- -PGID` does, and then the gateway itself) must not end the gateway mid-drain:
+// every thread blocks them, so it still cuts the request in flight at the drain deadline, closes
+// the ledger (the WAL trimmed to its data), logs "stopped" and exits 0. The request in flight waits
+// on a replica that accepts connections and never answers.
+TEST(GatewayLedgerTest, MoreSigtermsDuringTheDrainAreHarmless) {
+  const std::string dir = weft::testing::MakeTempDir("weft-gw-sigterm");
+  namespace net = boost::asio;
+  net::io_context ioc;
+  net::ip::tcp::acceptor silent(ioc, {net::ip::make_address("127.0.0.1"), 0});  // never accepts
+  auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auth::Tenant t;
+  t.id = "acme";
+  t.deployments = {kDeployment};
+  ASSERT_TRUE((*store)->CreateTenant(t).ok());
+  auto key = (*store)->CreateKey({"acme", "test", 0, {}});
+  ASSERT_TRUE(key.ok()) << key.status();
+  const uint16_t port = weft::testing::FreeLoopbackPort();
+  {
+    std::ofstream f(dir + "/gateway.yaml");
+    f << "listen: 127.0.0.1:" << port << "\ndata_dir: " << dir << "\n"
+      << "limits:\n  upstream_first_byte_timeout_s: 30\n"
+      << "deployments:\n  " << kDeployment << ":\n    replicas:\n"
+      << "      - id: silent\n        url: http://127.0.0.1:" << silent.local_endpoint().port()
+      << "\n";
+  }
+  auto p = Subprocess::Start(
+      {WEFT_BINARY, "gateway", "--config", dir + "/gateway.yaml", "--drain", "1.5"},
+      dir + "/gateway.log");
+  ASSERT_TRUE(p.ok()) << p.status();
+  Subprocess gateway = *std::move(p);
+  ASSERT_TRUE(weft::testing::WaitForHttp200(port, "/health", 30).ok());
+  std::thread client([&] {
+    auto c = HttpClient::Connect("127.0.0.1", port, 5);
+    if (c.ok()) {
+      (void)(*c)->Request("POST", "/v1/completions", GreedyBody(0, 8).dump(),
+                          {{"Authorization", "Bearer " + key->plaintext}});
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the request waits upstream
+  for (int i = 0; i < 10; ++i) {  // one SIGTERM starts the drain, the others arrive during it
+    gateway.Signal(SIGTERM);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::optional<int> status = gateway.Wait(30);
+  client.join();
+  ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << weft::DescribeWaitStatus(*status);
+  std::ifstream log(dir + "/gateway.log");
+  const std::string text{std::istreambuf_iterator<char>(log), {}};
+  EXPECT_NE(text.find("weft gateway: stopped"), std::string::npos) << text;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/ledger-wal")) {
+    if (e.path().extension() != ".log") continue;
+    std::ifstream seg(e.path(), std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(seg), {}};
+    EXPECT_EQ(gateway::EndWithoutZeroTail(bytes, 0), bytes.size())
+        << e.path() << ": a clean close leaves no preallocated tail";
+  }
 }
 
 TEST(GatewayApiTest, KeysTenantsQuotasAndBadInput) {
