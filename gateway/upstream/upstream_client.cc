@@ -28,7 +28,10 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
-using Strand = net::strand<net::io_context::executor_type>;
+// Where an exchange's handlers run: the io_context's own executor where one thread runs it (the
+// shards; no strand needed), a strand where several may (the client's own threads, a caller's
+// io_context).
+using Executor = net::any_io_executor;
 
 Clock::duration Seconds(double s) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -77,6 +80,10 @@ bool IdleSocketAlive(tcp::socket& socket) {
 
 constexpr size_t kBodyBufferBytes = 16 << 10;
 constexpr int kMaxStaleRetries = 2;
+// A pooled connection idle for less than this is reused without a liveness probe (a recv per
+// request showed up in profiles); one the server closed meanwhile fails before any response byte
+// and is replaced by the stale retry.
+constexpr auto kProbeIdleAfter = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -117,7 +124,8 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
         iocs(!options.io_contexts.empty()      ? options.io_contexts
              : options.io_context != nullptr ? std::vector<net::io_context*>{options.io_context}
                                              : std::vector<net::io_context*>{own_ioc.get()}),
-        sweep_strand(net::make_strand(*iocs[0])),
+        single_threaded(!options.io_contexts.empty() || (own_ioc != nullptr && options.threads <= 1)),
+        sweep_strand(ExecutorOn(0)),
         sweep_timer(sweep_strand) {}
 
   ClientOptions options;
@@ -126,7 +134,9 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   // connections from that shard's pools, so a proxied request never changes threads.
   std::vector<net::io_context*> iocs;
   std::atomic<size_t> next_shard{0};
-  Strand sweep_strand;
+  // Each io_context is run by one thread: handlers need no strand.
+  const bool single_threaded;
+  Executor sweep_strand;
   net::steady_timer sweep_timer;  // on sweep_strand
 
   mutable std::mutex mu;
@@ -135,6 +145,10 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;  // guarded by mu
   std::unordered_map<Timer*, std::weak_ptr<Timer>> timers;              // guarded by mu
 
+  Executor ExecutorOn(size_t shard) const {
+    if (single_threaded) return iocs[shard]->get_executor();
+    return net::make_strand(*iocs[shard]);
+  }
   size_t PickShard() {
     if (iocs.size() == 1) return 0;
     for (size_t i = 0; i < iocs.size(); ++i) {
@@ -181,7 +195,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
         request_(std::move(request)),
         cb_(std::move(cb)),
         timeouts_(timeouts),
-        strand_(net::make_strand(*core_->iocs[shard_])),
+        strand_(core_->ExecutorOn(shard_)),
         timer_(strand_) {}
 
   void Cancel() override {
@@ -191,12 +205,12 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   }
   bool done() const override { return done_.load(); }
 
-  // Strand-only.
+  // On strand_ only.
   void Start();
   void OnGrant(Grant grant);
   void Finish(absl::Status status, bool reusable = false);
   void set_callbacks(Callbacks cb) { cb_ = std::move(cb); }
-  const Strand& strand() const { return strand_; }
+  const Executor& strand() const { return strand_; }
 
  private:
   enum class Phase { kStart, kQueued, kConnecting, kWaitingHead, kBody, kDone };
@@ -205,7 +219,9 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   auto Bind(F&& f) {
     return net::bind_executor(strand_, std::forward<F>(f));
   }
+  // The current phase's limit, from now; <= 0: none.
   void ArmTimer(double seconds);
+  void WaitUntil(Clock::time_point when);
   void OnTimeout();
   void Connect();
   void OnConnected(beast::error_code ec);
@@ -227,11 +243,15 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   UpstreamRequest request_;
   Callbacks cb_;
   Timeouts timeouts_;
-  Strand strand_;
+  Executor strand_;
+  // One timer for every phase's limit: armed at most once at a time and moved only when a limit
+  // comes earlier; a wake-up before the current deadline re-arms (no cancel + re-arm per phase).
   net::steady_timer timer_;
+  std::optional<Clock::time_point> deadline_;  // the current phase's limit; none: no limit
+  std::optional<Clock::time_point> armed_at_;  // when the pending wait expires; none: no wait
   std::optional<tcp::resolver> resolver_;
   std::optional<tcp::socket> socket_;
-  bhttp::request<bhttp::string_body> message_;
+  std::string wire_;  // the serialized request, head and body
   beast::flat_buffer buffer_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
   std::unique_ptr<char[]> body_buffer_;
@@ -242,7 +262,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   bool holds_slot_ = false;
   bool reused_ = false;  // socket_ came from the pool
   int stale_retries_ = 0;
-  uint64_t timer_gen_ = 0;
+  uint64_t wait_gen_ = 0;  // the pending wait's; older wake-ups are ignored
 };
 
 // ---- Core ----
@@ -263,7 +283,9 @@ UpstreamClient::Core::AcquireResult UpstreamClient::Core::Acquire(
   while (!pool.idle.empty()) {
     Pool::Idle idle = std::move(pool.idle.back());
     pool.idle.pop_back();
-    if (now - idle.since < Seconds(options.idle_timeout_s) && IdleSocketAlive(idle.socket)) {
+    const Clock::duration idle_for = now - idle.since;
+    if (idle_for < Seconds(options.idle_timeout_s) &&
+        (idle_for < kProbeIdleAfter || IdleSocketAlive(idle.socket))) {
       ++pool.reuses;
       grant->socket.emplace(std::move(idle.socket));
       return AcquireResult::kGranted;
@@ -282,7 +304,7 @@ UpstreamClient::Core::AcquireResult UpstreamClient::Core::Acquire(
 }
 
 void UpstreamClient::Core::HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant) {
-  const Strand& strand = ex->strand();
+  const Executor& strand = ex->strand();
   net::post(strand, [ex = std::move(ex), grant = std::move(grant)]() mutable {
     ex->OnGrant(std::move(grant));
   });
@@ -375,14 +397,25 @@ void UpstreamClient::Core::Sweep() {
 // ---- ExchangeImpl ----
 
 void ExchangeImpl::ArmTimer(double seconds) {
-  ++timer_gen_;
   if (seconds <= 0) {
-    timer_.cancel();
+    deadline_.reset();  // a pending wait finds no limit when it wakes and ends
     return;
   }
-  timer_.expires_after(Seconds(seconds));
-  timer_.async_wait(Bind([self = shared_from_this(), gen = timer_gen_](beast::error_code ec) {
-    if (ec || gen != self->timer_gen_ || self->phase_ == Phase::kDone) return;
+  const Clock::time_point deadline = Clock::now() + Seconds(seconds);
+  deadline_ = deadline;
+  if (armed_at_.has_value() && *armed_at_ <= deadline) return;  // wakes in time and re-arms then
+  WaitUntil(deadline);
+}
+
+void ExchangeImpl::WaitUntil(Clock::time_point when) {
+  armed_at_ = when;
+  const uint64_t gen = ++wait_gen_;
+  timer_.expires_at(when);  // a pending wait (if any) completes with operation_aborted
+  timer_.async_wait(Bind([self = shared_from_this(), gen](beast::error_code ec) {
+    if (ec || gen != self->wait_gen_ || self->phase_ == Phase::kDone) return;
+    self->armed_at_.reset();
+    if (!self->deadline_.has_value()) return;
+    if (Clock::now() < *self->deadline_) return self->WaitUntil(*self->deadline_);
     self->OnTimeout();
   }));
 }
@@ -408,19 +441,27 @@ void ExchangeImpl::OnTimeout() {
 
 void ExchangeImpl::Start() {
   if (phase_ == Phase::kDone) return;  // cancelled before it started
-  message_.method_string(request_.method);
-  message_.target(request_.target);
-  message_.version(11);
-  message_.set(bhttp::field::host, key_);
+  // Serialized once, head and body in one buffer (one write; resent as is by a stale retry).
+  const bool with_length = !request_.body.empty() || request_.method == "POST" ||
+                           request_.method == "PUT" || request_.method == "PATCH";
+  size_t head_bytes = request_.method.size() + request_.target.size() + key_.size() + 64;
+  for (const auto& [k, v] : request_.headers) head_bytes += k.size() + v.size() + 4;
+  wire_.reserve(head_bytes + request_.body.size());
+  absl::StrAppend(&wire_, request_.method, " ", request_.target, " HTTP/1.1\r\nHost: ", key_,
+                  "\r\n");
   for (const auto& [k, v] : request_.headers) {
-    if (!IsHopByHop(k)) message_.insert(k, v);
+    // A name or value that would break the framing (CR/LF) is dropped, never sent.
+    if (IsHopByHop(k) || k.find_first_of("\r\n:") != std::string::npos ||
+        v.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    absl::StrAppend(&wire_, k, ": ", v, "\r\n");
   }
-  message_.keep_alive(true);
-  message_.body() = std::move(request_.body);
-  if (!message_.body().empty() || request_.method == "POST" || request_.method == "PUT" ||
-      request_.method == "PATCH") {
-    message_.prepare_payload();
-  }
+  if (with_length) absl::StrAppend(&wire_, "Content-Length: ", request_.body.size(), "\r\n");
+  wire_.append("\r\n");
+  wire_.append(request_.body);
+  request_.body.clear();
+  request_.body.shrink_to_fit();
   ArmTimer(timeouts_.connect_s);
   Grant grant;
   switch (core_->Acquire(pool_key_, shared_from_this(), &grant)) {
@@ -500,15 +541,15 @@ void ExchangeImpl::WriteRequest() {
   phase_ = Phase::kWaitingHead;
   ArmTimer(timeouts_.first_byte_s);
   buffer_.clear();
-  bhttp::async_write(*socket_, message_,
-                     Bind([self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (self->phase_ == Phase::kDone) return;
-                       if (ec) {
-                         if (self->MaybeRetryStale(ec)) return;
-                         return self->Finish(self->MapError(ec));
-                       }
-                       self->ReadHead();
-                     }));
+  net::async_write(*socket_, net::buffer(wire_),
+                   Bind([self = shared_from_this()](beast::error_code ec, size_t) {
+                     if (self->phase_ == Phase::kDone) return;
+                     if (ec) {
+                       if (self->MaybeRetryStale(ec)) return;
+                       return self->Finish(self->MapError(ec));
+                     }
+                     self->ReadHead();
+                   }));
 }
 
 void ExchangeImpl::ReadHead() {
@@ -633,8 +674,12 @@ void ExchangeImpl::Finish(absl::Status status, bool reusable) {
   const Phase was = phase_;
   phase_ = Phase::kDone;
   done_ = true;
-  ++timer_gen_;
-  timer_.cancel();
+  deadline_.reset();
+  if (armed_at_.has_value()) {
+    armed_at_.reset();
+    ++wait_gen_;
+    timer_.cancel();
+  }
   if (resolver_.has_value()) resolver_->cancel();
   if (was == Phase::kQueued) core_->RemoveWaiter(pool_key_, this);
   if (holds_slot_) {
@@ -662,7 +707,7 @@ class TimerImpl final : public Timer, public std::enable_shared_from_this<TimerI
  public:
   explicit TimerImpl(std::shared_ptr<UpstreamClient::Core> core)
       : core_(std::move(core)),
-        strand_(net::make_strand(*core_->iocs[core_->PickShard()])),
+        strand_(core_->ExecutorOn(core_->PickShard())),
         timer_(strand_) {}
 
   void Start(double delay_s, std::function<void()> fn) {
@@ -695,7 +740,7 @@ class TimerImpl final : public Timer, public std::enable_shared_from_this<TimerI
   }
 
   std::shared_ptr<UpstreamClient::Core> core_;
-  Strand strand_;
+  Executor strand_;
   net::steady_timer timer_;  // on strand_
   std::function<void()> fn_;
   bool cancelled_ = false;  // on strand_
