@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/proxy_call.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/answer_scan.h"
 #include "gateway/sse.h"
 
 namespace weft::gateway {
@@ -31,6 +34,20 @@ std::string ErrorBody(int status, std::string_view type, std::string_view messag
   e.type = std::string(type);
   e.message = std::string(message);
   return api::ErrorJson(e);
+}
+
+// Fields of a replica's event, read without throwing: a wrong type counts as absent (nlohmann's
+// value() throws type_error, which would escape an I/O thread's handler).
+int64_t CountOr0(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer()) return 0;
+  return it->is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(
+                                        it->get<uint64_t>(), uint64_t{INT64_MAX}))
+                                  : std::max<int64_t>(0, it->get<int64_t>());
+}
+std::string StringOrEmpty(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 }  // namespace
@@ -305,19 +322,18 @@ bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string
     outcome_.status = 500;
     return true;
   }
-  if (j.contains("usage") && j["usage"].is_object()) {
-    const json& u = j["usage"];
-    outcome_.prompt_tokens = u.value("prompt_tokens", int64_t{0});
-    outcome_.completion_tokens = u.value("completion_tokens", int64_t{0});
-    if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object()) {
-      outcome_.cached_tokens = u["prompt_tokens_details"].value("cached_tokens", int64_t{0});
+  if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
+    outcome_.prompt_tokens = CountOr0(*u, "prompt_tokens");
+    outcome_.completion_tokens = CountOr0(*u, "completion_tokens");
+    if (auto d = u->find("prompt_tokens_details"); d != u->end() && d->is_object()) {
+      outcome_.cached_tokens = CountOr0(*d, "cached_tokens");
     }
   }
   const json* choices = j.contains("choices") ? &j["choices"] : nullptr;
   if (choices == nullptr || !choices->is_array()) return false;
   if (stream_id_.empty()) {
-    stream_id_ = j.value("id", std::string());
-    stream_created_ = j.value("created", int64_t{0});
+    stream_id_ = StringOrEmpty(j, "id");
+    stream_created_ = CountOr0(j, "created");
   }
   j["id"] = stream_id_;
   j["created"] = stream_created_;
@@ -443,23 +459,21 @@ void ProxyCall::HandleUnaryBody(const std::shared_ptr<Attempt>& a) {
   {
     std::lock_guard lock(mu_);
     if (status == 200) {
-      json j = json::parse(body, nullptr, false);
-      if (j.is_object()) {
-        bool rewrite = false;
-        if (auto m = j.find("model");
-            m != j.end() && !(m->is_string() && m->get_ref<const std::string&>() == req_.client_model)) {
-          *m = req_.client_model;
-          rewrite = true;
+      // One SAX pass reads the usage and checks the model name; the body is parsed into a
+      // document and rewritten only when the replica named another model.
+      if (std::optional<AnswerFacts> f = ScanAnswer(body, req_.client_model); f.has_value()) {
+        if (f->has_usage) {
+          outcome_.prompt_tokens = f->prompt_tokens;
+          outcome_.completion_tokens = f->completion_tokens;
+          outcome_.cached_tokens = f->cached_tokens;
         }
-        if (j.contains("usage") && j["usage"].is_object()) {
-          const json& u = j["usage"];
-          outcome_.prompt_tokens = u.value("prompt_tokens", int64_t{0});
-          outcome_.completion_tokens = u.value("completion_tokens", int64_t{0});
-          if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object()) {
-            outcome_.cached_tokens = u["prompt_tokens_details"].value("cached_tokens", int64_t{0});
+        if (!f->model_matches) {
+          json j = json::parse(body, nullptr, false);
+          if (j.is_object()) {
+            j["model"] = req_.client_model;
+            body = j.dump();
           }
         }
-        if (rewrite) body = j.dump();
       }
       outcome_.replica = a->choice.replica_id;
       outcome_.provider = a->choice.provider;

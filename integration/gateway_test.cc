@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -505,6 +506,118 @@ TEST(GatewayLedgerTest, MoreSigtermsDuringTheDrainAreHarmless) {
     EXPECT_EQ(gateway::EndWithoutZeroTail(bytes, 0), bytes.size())
         << e.path() << ": a clean close leaves no preallocated tail";
   }
+}
+
+// A replica whose answers are valid JSON with fields of the wrong types (usage counts as
+// strings, a numeric stream id, a string `created`): the gateway relays them, bills what it can
+// read (nothing), and stays up. nlohmann's value() throws on such fields; an exception from an I/O
+// thread's handler used to end the gateway process.
+TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
+  namespace net = boost::asio;
+  const std::string dir = weft::testing::MakeTempDir("weft-gw-wrongtypes");
+  net::io_context ioc;
+  net::ip::tcp::acceptor acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0});
+  const uint16_t replica_port = acceptor.local_endpoint().port();
+  std::atomic<bool> stop{false};
+  // One request per connection; the answer depends on the path and on "stream" in the body.
+  std::thread replica;
+  // Stops and joins the replica however the test ends (an ASSERT returns early).
+  struct Joiner {
+    std::function<void()> fn;
+    ~Joiner() { fn(); }
+  } joiner{[&] {
+    stop = true;
+    boost::system::error_code ec;
+    net::ip::tcp::socket wake(ioc);
+    wake.connect(acceptor.local_endpoint(), ec);
+    if (replica.joinable()) replica.join();
+  }};
+  replica = std::thread([&] {
+    while (!stop.load()) {
+      boost::system::error_code ec;
+      net::ip::tcp::socket s(ioc);
+      acceptor.accept(s, ec);
+      if (ec || stop.load()) return;
+      std::string in;
+      char buf[4096];
+      size_t head_end = std::string::npos;
+      while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
+        size_t n = s.read_some(net::buffer(buf), ec);
+        if (ec) break;
+        in.append(buf, n);
+      }
+      if (head_end == std::string::npos) continue;
+      size_t length = 0;
+      if (size_t cl = in.find("Content-Length: "); cl != std::string::npos && cl < head_end) {
+        length = std::stoul(in.substr(cl + 16));
+      }
+      while (in.size() < head_end + 4 + length) {
+        size_t n = s.read_some(net::buffer(buf), ec);
+        if (ec) break;
+        in.append(buf, n);
+      }
+      std::string body, type = "application/json";
+      if (in.starts_with("GET /health")) {
+        body = "{}";
+      } else if (in.starts_with("GET ")) {
+        body = R"({"ready":true})";
+      } else if (in.find("\"stream\":true") != std::string::npos) {
+        type = "text/event-stream";
+        body = "data: {\"id\":5,\"created\":\"x\",\"model\":7,\"choices\":[{\"index\":0,"
+               "\"text\":\"hi\",\"token_ids\":[1],\"finish_reason\":\"length\"}]}\n\n"
+               "data: {\"id\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":\"3\","
+               "\"completion_tokens\":[1],\"prompt_tokens_details\":{\"cached_tokens\":\"1\"}}}\n\n"
+               "data: [DONE]\n\n";
+      } else {
+        body = R"({"id":"c","model":"stories260K","choices":[{"index":0,"text":"hi"}],)"
+               R"("usage":{"prompt_tokens":"seven","completion_tokens":{"n":1},)"
+               R"("prompt_tokens_details":{"cached_tokens":"x"}}})";
+      }
+      const std::string out =
+          absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: ", type, "\r\nContent-Length: ",
+                       body.size(), "\r\nConnection: close\r\n\r\n", body);
+      net::write(s, net::buffer(out), ec);
+    }
+  });
+  auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auth::Tenant t;
+  t.id = "acme";
+  t.deployments = {kDeployment};
+  ASSERT_TRUE((*store)->CreateTenant(t).ok());
+  auto key = (*store)->CreateKey({"acme", "test", 0, {}});
+  ASSERT_TRUE(key.ok()) << key.status();
+  const uint16_t port = weft::testing::FreeLoopbackPort();
+  {
+    std::ofstream f(dir + "/gateway.yaml");
+    f << "listen: 127.0.0.1:" << port << "\ndata_dir: " << dir << "\n"
+      << "deployments:\n  " << kDeployment << ":\n    replicas:\n"
+      << "      - id: odd\n        url: http://127.0.0.1:" << replica_port << "\n";
+  }
+  auto p = Subprocess::Start({WEFT_BINARY, "gateway", "--config", dir + "/gateway.yaml"},
+                             dir + "/gateway.log");
+  ASSERT_TRUE(p.ok()) << p.status();
+  Subprocess gateway = *std::move(p);
+  ASSERT_TRUE(weft::testing::WaitForHttp200(port, "/health", 30).ok());
+  const std::vector<std::pair<std::string, std::string>> auth_header = {
+      {"Authorization", "Bearer " + key->plaintext}};
+  for (bool stream : {false, true}) {
+    json body = GreedyBody(0, 4);
+    if (stream) body["stream"] = true;
+    auto c = HttpClient::Connect("127.0.0.1", port, 10);
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto r = (*c)->Request("POST", "/v1/completions", body.dump(), auth_header);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_NE(r->body.find("\"hi\""), std::string::npos) << r->body;
+    EXPECT_FALSE(gateway.Wait(0).has_value()) << "the gateway exited (stream=" << stream << ")";
+  }
+  EXPECT_TRUE(weft::testing::WaitForHttp200(port, "/health", 5).ok());
+  gateway.Signal(SIGTERM);
+  std::optional<int> status = gateway.Wait(30);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << weft::DescribeWaitStatus(*status);
 }
 
 TEST(GatewayApiTest, KeysTenantsQuotasAndBadInput) {

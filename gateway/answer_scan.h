@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// ScanAnswer: what the gateway needs from a replica's non-streaming JSON answer (its "model" and
+// its "usage"), read in one pass of nlohmann's SAX parser without building a document. A replica
+// is untrusted: any bytes give an answer or nullopt, never an exception; fields of the wrong type
+// count as absent. Pure; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace weft::gateway {
+
+struct AnswerFacts {
+  // "model" is absent or is the string `client_model`: the bytes can go to the client as they are.
+  bool model_matches = true;
+  bool has_usage = false;  // "usage" is an object
+  int64_t prompt_tokens = 0;      // usage.prompt_tokens
+  int64_t completion_tokens = 0;  // usage.completion_tokens
+  int64_t cached_tokens = 0;      // usage.prompt_tokens_details.cached_tokens
+};
+
+// nullopt when `body` is not one JSON object (invalid JSON included). Numbers that are not
+// non-negative integers (floats, negatives, strings) read as 0; a top-level key given twice: the
+// last one counts (as in a parsed document).
+std::optional<AnswerFacts> ScanAnswer(std::string_view body, std::string_view client_model);
+
+}  // namespace weft::gateway
