@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS usage_records (
   ttft_ms REAL NOT NULL,
   duration_ms REAL NOT NULL,
   time_unix_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time_unix_ms);
 CREATE INDEX IF NOT EXISTS usage_records_tenant_time ON usage_records (tenant, time_unix_ms);
 )sql";

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // SqliteLedgerStore: the ledger in one SQLite file (WAL journal mode, synchronous=FULL so a
 // committed batch survives power loss before the shipper's checkpoint moves, busy timeout so other
-// processes such as `weft usage` can read at the same time). One connection behind a mutex.
+// processes such as `weft usage` can read at the same time). One connection behind a mutex. The
+// table is keyed by request id itself (WITHOUT ROWID: one B-tree fewer per record than a rowid
+// table with a unique index); files made before keep their schema and work the same.
 #pragma once
 
 #include <memory>
