@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/http/http_server.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <exception>
 #include <optional>
@@ -649,24 +646,8 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     if constexpr (kTls) {
       stream_.async_read_some(buffer_.prepare(kWatchReadBytes), std::move(on_read));
     } else {
-      // Waits for readability, then takes what is there without blocking: a read tried at once
-      // would cost an EAGAIN recv per request (the client waits for its answer).
-      stream_.socket().async_wait(
-          tcp::socket::wait_read,
-          net::bind_executor(strand(), [self = Self(), on_read = std::move(on_read)](
-                                           beast::error_code ec) mutable {
-            if (ec) return on_read(ec, 0);
-            auto space = self->buffer_.prepare(kWatchReadBytes);
-            const ssize_t n = ::recv(self->stream_.socket().native_handle(), space.data(),
-                                     space.size(), MSG_DONTWAIT);
-            if (n > 0) return on_read({}, static_cast<size_t>(n));
-            if (n == 0) return on_read(net::error::eof, 0);
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-              self->watch_in_flight_ = false;  // a spurious wake-up: wait again
-              return self->StartWatch();
-            }
-            on_read(beast::error_code(errno, boost::system::system_category()), 0);
-          }));
+      stream_.socket().async_read_some(buffer_.prepare(kWatchReadBytes),
+                                       net::bind_executor(strand(), std::move(on_read)));
     }
   }
 

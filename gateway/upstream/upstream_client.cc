@@ -548,15 +548,7 @@ void ExchangeImpl::WriteRequest() {
                        if (self->MaybeRetryStale(ec)) return;
                        return self->Finish(self->MapError(ec));
                      }
-                     // The answer is not there yet: wait for readability rather than let the
-                     // read try at once (an EAGAIN recv per request). Readable includes EOF and
-                     // reset, which the read then reports.
-                     self->socket_->async_wait(
-                         tcp::socket::wait_read, self->Bind([self](beast::error_code ec) {
-                           if (self->phase_ == Phase::kDone) return;
-                           if (ec) return self->Finish(self->MapError(ec));
-                           self->ReadHead();
-                         }));
+                     self->ReadHead();
                    }));
 }
 
