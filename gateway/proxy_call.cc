@@ -329,8 +329,11 @@ bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string
       outcome_.cached_tokens = CountOr0(*d, "cached_tokens");
     }
   }
-  const json* choices = j.contains("choices") ? &j["choices"] : nullptr;
-  if (choices == nullptr || !choices->is_array()) return false;
+  auto choices = j.find("choices");
+  if (choices == j.end() || !choices->is_array()) return false;
+  // Read before the keys below are set: adding a key the event lacks (an ordered_json object is a
+  // vector) moves every member, so no reference into `j` survives it.
+  const bool usage_chunk = choices->empty();
   if (stream_id_.empty()) {
     stream_id_ = StringOrEmpty(j, "id");
     stream_created_ = CountOr0(j, "created");
@@ -338,7 +341,7 @@ bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string
   j["id"] = stream_id_;
   j["created"] = stream_created_;
   j["model"] = req_.client_model;
-  if (choices->empty()) {  // the usage chunk
+  if (usage_chunk) {  // the usage chunk
     if (req_.client_wants_usage) a->held_usage = absl::StrCat("data: ", j.dump(), "\n\n");
     return true;
   }

@@ -509,9 +509,11 @@ TEST(GatewayLedgerTest, MoreSigtermsDuringTheDrainAreHarmless) {
 }
 
 // A replica whose answers are valid JSON with fields of the wrong types (usage counts as
-// strings, a numeric stream id, a string `created`): the gateway relays them, bills what it can
-// read (nothing), and stays up. nlohmann's value() throws on such fields; an exception from an I/O
-// thread's handler used to end the gateway process.
+// strings, a numeric stream id, a string `created`) and a usage event without "created" or
+// "model": the gateway relays them, bills what it can read (nothing), and stays up. Two bugs this
+// caught: nlohmann's value() threw on such fields, and an exception from an I/O thread's handler
+// ended the gateway; and the keys the gateway adds to an event that lacks them moved the ordered
+// object's members under a pointer still in use (a use-after-free ASan reports).
 TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
   namespace net = boost::asio;
   const std::string dir = weft::testing::MakeTempDir("weft-gw-wrongtypes");
