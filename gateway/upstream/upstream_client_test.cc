@@ -713,6 +713,29 @@ TEST_F(UpstreamClientTest, StallMidBodyIsDeadlineExceededWithinTheStallTimeout) 
   EXPECT_LT(waited, 2.0);
 }
 
+// The phases' limits share one timer that moves lazily: a body whose pieces come faster than the
+// stall limit but whose whole takes several times that is not a stall, and a first-byte limit
+// longer than the connect limit is measured from the request, not cut at the connect limit.
+TEST_F(UpstreamClientTest, LimitsMoveWithProgress) {
+  RawServer server([](tcp::socket& s) {
+    ReadRequestHead(s);
+    Sleep(0.5);  // past the connect limit (0.3 s), within the first-byte limit (1 s)
+    WriteAll(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 6; ++i) {
+      Sleep(0.15);  // under the stall limit (0.4 s); all six take 0.9 s
+      WriteAll(s, "1\r\nx\r\n");
+    }
+    WriteAll(s, "0\r\n\r\n");
+  });
+  UpstreamClient client;
+  Recorder rec;
+  client.Send(Target{"127.0.0.1", server.port()}, Get("/slow"), rec.Make(),
+              Timeouts{0.3, 1, 0.4});
+  absl::Status s = rec.Wait();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(rec.body, "xxxxxx");
+}
+
 TEST_F(UpstreamClientTest, SlowFirstByteIsDeadlineExceeded) {
   RawServer server([](tcp::socket& s) {
     ReadRequestHead(s);
