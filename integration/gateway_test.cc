@@ -263,6 +263,43 @@ json GreedyBody(int i, int max_tokens) {
               {"return_token_ids", true}};
 }
 
+// `weft gateway` from `dir` with one tenant ("acme", may call kDeployment, its key in `key`) and
+// one replica `replica_id` at `replica_port`; `limits_yaml` goes under `limits:` (may be empty),
+// `args` after the config. Returns once /health answers.
+struct LoneGateway {
+  std::string key;
+  uint16_t port = 0;
+  std::optional<Subprocess> process;
+};
+void StartLoneGateway(const std::string& dir, const std::string& replica_id,
+                      uint16_t replica_port, const std::string& limits_yaml,
+                      const std::vector<std::string>& args, LoneGateway* out) {
+  auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auth::Tenant t;
+  t.id = "acme";
+  t.deployments = {kDeployment};
+  ASSERT_TRUE((*store)->CreateTenant(t).ok());
+  auto key = (*store)->CreateKey({"acme", "test", 0, {}});
+  ASSERT_TRUE(key.ok()) << key.status();
+  out->key = key->plaintext;
+  out->port = weft::testing::FreeLoopbackPort();
+  {
+    std::ofstream f(dir + "/gateway.yaml");
+    f << "listen: 127.0.0.1:" << out->port << "\ndata_dir: " << dir << "\n"
+      << (limits_yaml.empty() ? "" : "limits:\n" + limits_yaml) << "deployments:\n  "
+      << kDeployment << ":\n    replicas:\n"
+      << "      - id: " << replica_id << "\n        url: http://127.0.0.1:" << replica_port
+      << "\n";
+  }
+  std::vector<std::string> argv = {WEFT_BINARY, "gateway", "--config", dir + "/gateway.yaml"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto p = Subprocess::Start(argv, dir + "/gateway.log");
+  ASSERT_TRUE(p.ok()) << p.status();
+  out->process.emplace(*std::move(p));
+  ASSERT_TRUE(weft::testing::WaitForHttp200(out->port, "/health", 30).ok());
+}
+
 enum class Fault { kKill, kStop, kProxyReset };
 
 // 32 streams; once they run, `fault` hits one replica. Every stream completes with no error and
@@ -456,34 +493,17 @@ TEST(GatewayLedgerTest, MoreSigtermsDuringTheDrainAreHarmless) {
   namespace net = boost::asio;
   net::io_context ioc;
   net::ip::tcp::acceptor silent(ioc, {net::ip::make_address("127.0.0.1"), 0});  // never accepts
-  auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
-  ASSERT_TRUE(store.ok()) << store.status();
-  auth::Tenant t;
-  t.id = "acme";
-  t.deployments = {kDeployment};
-  ASSERT_TRUE((*store)->CreateTenant(t).ok());
-  auto key = (*store)->CreateKey({"acme", "test", 0, {}});
-  ASSERT_TRUE(key.ok()) << key.status();
-  const uint16_t port = weft::testing::FreeLoopbackPort();
-  {
-    std::ofstream f(dir + "/gateway.yaml");
-    f << "listen: 127.0.0.1:" << port << "\ndata_dir: " << dir << "\n"
-      << "limits:\n  upstream_first_byte_timeout_s: 30\n"
-      << "deployments:\n  " << kDeployment << ":\n    replicas:\n"
-      << "      - id: silent\n        url: http://127.0.0.1:" << silent.local_endpoint().port()
-      << "\n";
-  }
-  auto p = Subprocess::Start(
-      {WEFT_BINARY, "gateway", "--config", dir + "/gateway.yaml", "--drain", "1.5"},
-      dir + "/gateway.log");
-  ASSERT_TRUE(p.ok()) << p.status();
-  Subprocess gateway = *std::move(p);
-  ASSERT_TRUE(weft::testing::WaitForHttp200(port, "/health", 30).ok());
+  LoneGateway gw;
+  StartLoneGateway(dir, "silent", silent.local_endpoint().port(),
+                   "  upstream_first_byte_timeout_s: 30\n", {"--drain", "1.5"}, &gw);
+  if (HasFatalFailure()) return;
+  Subprocess& gateway = *gw.process;
+  const uint16_t port = gw.port;
   std::thread client([&] {
     auto c = HttpClient::Connect("127.0.0.1", port, 5);
     if (c.ok()) {
       (void)(*c)->Request("POST", "/v1/completions", GreedyBody(0, 8).dump(),
-                          {{"Authorization", "Bearer " + key->plaintext}});
+                          {{"Authorization", "Bearer " + gw.key}});
     }
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the request waits upstream
@@ -581,28 +601,13 @@ TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
       net::write(s, net::buffer(out), ec);
     }
   });
-  auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
-  ASSERT_TRUE(store.ok()) << store.status();
-  auth::Tenant t;
-  t.id = "acme";
-  t.deployments = {kDeployment};
-  ASSERT_TRUE((*store)->CreateTenant(t).ok());
-  auto key = (*store)->CreateKey({"acme", "test", 0, {}});
-  ASSERT_TRUE(key.ok()) << key.status();
-  const uint16_t port = weft::testing::FreeLoopbackPort();
-  {
-    std::ofstream f(dir + "/gateway.yaml");
-    f << "listen: 127.0.0.1:" << port << "\ndata_dir: " << dir << "\n"
-      << "deployments:\n  " << kDeployment << ":\n    replicas:\n"
-      << "      - id: odd\n        url: http://127.0.0.1:" << replica_port << "\n";
-  }
-  auto p = Subprocess::Start({WEFT_BINARY, "gateway", "--config", dir + "/gateway.yaml"},
-                             dir + "/gateway.log");
-  ASSERT_TRUE(p.ok()) << p.status();
-  Subprocess gateway = *std::move(p);
-  ASSERT_TRUE(weft::testing::WaitForHttp200(port, "/health", 30).ok());
+  LoneGateway gw;
+  StartLoneGateway(dir, "odd", replica_port, "", {}, &gw);
+  if (HasFatalFailure()) return;
+  Subprocess& gateway = *gw.process;
+  const uint16_t port = gw.port;
   const std::vector<std::pair<std::string, std::string>> auth_header = {
-      {"Authorization", "Bearer " + key->plaintext}};
+      {"Authorization", "Bearer " + gw.key}};
   for (bool stream : {false, true}) {
     json body = GreedyBody(0, 4);
     if (stream) body["stream"] = true;
