@@ -21,10 +21,13 @@ class Sax {
   bool null() { return Scalar(Kind::kOther, 0, {}); }
   bool boolean(bool) { return Scalar(Kind::kOther, 0, {}); }
   bool number_integer(json::number_integer_t v) {
-    return v >= 0 ? Scalar(Kind::kCount, static_cast<uint64_t>(v), {}) : Scalar(Kind::kOther, 0, {});
+    return v >= 0 ? Scalar(Kind::kCount, static_cast<uint64_t>(v), {})
+                  : Scalar(Kind::kOther, 0, {});
   }
   bool number_unsigned(json::number_unsigned_t v) { return Scalar(Kind::kCount, v, {}); }
-  bool number_float(json::number_float_t, const std::string&) { return Scalar(Kind::kOther, 0, {}); }
+  bool number_float(json::number_float_t, const std::string&) {
+    return Scalar(Kind::kOther, 0, {});
+  }
   bool string(std::string& s) { return Scalar(Kind::kString, 0, s); }
   bool binary(json::binary_t&) { return Scalar(Kind::kOther, 0, {}); }
 

@@ -14,7 +14,7 @@ namespace weft::gateway {
 struct AnswerFacts {
   // "model" is absent or is the string `client_model`: the bytes can go to the client as they are.
   bool model_matches = true;
-  bool has_usage = false;  // "usage" is an object
+  bool has_usage = false;         // "usage" is an object
   int64_t prompt_tokens = 0;      // usage.prompt_tokens
   int64_t completion_tokens = 0;  // usage.completion_tokens
   int64_t cached_tokens = 0;      // usage.prompt_tokens_details.cached_tokens

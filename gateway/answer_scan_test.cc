@@ -48,8 +48,7 @@ TEST(AnswerScanTest, OnlyTheTopLevelUsageCounts) {
 
 TEST(AnswerScanTest, WrongTypesReadAsZeroNeverThrow) {
   auto f = ScanAnswer(
-      R"({"usage":{"prompt_tokens":"7","completion_tokens":-3,"prompt_tokens_details":[1]}})",
-      "m");
+      R"({"usage":{"prompt_tokens":"7","completion_tokens":-3,"prompt_tokens_details":[1]}})", "m");
   ASSERT_TRUE(f.has_value());
   EXPECT_TRUE(f->has_usage);
   EXPECT_EQ(f->prompt_tokens, 0);
@@ -57,14 +56,14 @@ TEST(AnswerScanTest, WrongTypesReadAsZeroNeverThrow) {
   EXPECT_EQ(f->cached_tokens, 0);
   EXPECT_FALSE(ScanAnswer(R"({"usage":[1,2]})", "m")->has_usage);
   EXPECT_FALSE(ScanAnswer(R"({"usage":null})", "m")->has_usage);
-  EXPECT_EQ(ScanAnswer(R"({"usage":{"prompt_tokens":1e3,"completion_tokens":2.5}})", "m")
-                ->prompt_tokens,
-            0);
+  EXPECT_EQ(
+      ScanAnswer(R"({"usage":{"prompt_tokens":1e3,"completion_tokens":2.5}})", "m")->prompt_tokens,
+      0);
   EXPECT_EQ(ScanAnswer(R"({"usage":{"prompt_tokens":18446744073709551615}})", "m")->prompt_tokens,
             INT64_MAX);
   // A later "usage" replaces an earlier one entirely.
-  f = ScanAnswer(R"({"usage":{"prompt_tokens":5,"completion_tokens":6},"usage":{"prompt_tokens":1}})",
-                 "m");
+  f = ScanAnswer(
+      R"({"usage":{"prompt_tokens":5,"completion_tokens":6},"usage":{"prompt_tokens":1}})", "m");
   EXPECT_EQ(f->prompt_tokens, 1);
   EXPECT_EQ(f->completion_tokens, 0);
 }

@@ -41,9 +41,9 @@ std::string ErrorBody(int status, std::string_view type, std::string_view messag
 int64_t CountOr0(const json& obj, const char* key) {
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_number_integer()) return 0;
-  return it->is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(
-                                        it->get<uint64_t>(), uint64_t{INT64_MAX}))
-                                  : std::max<int64_t>(0, it->get<int64_t>());
+  return it->is_number_unsigned()
+             ? static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), uint64_t{INT64_MAX}))
+             : std::max<int64_t>(0, it->get<int64_t>());
 }
 std::string StringOrEmpty(const json& obj, const char* key) {
   auto it = obj.find(key);
@@ -140,8 +140,8 @@ void ProxyCall::NextAttempt(const std::string& why) {
       return Finish(499, "client went away", nullptr);
     }
     const bool first = outcome_.attempts == 0;
-    if (!first && (outcome_.attempts >= env_->max_attempts ||
-                   (env_->may_retry && !env_->may_retry()))) {
+    if (!first &&
+        (outcome_.attempts >= env_->max_attempts || (env_->may_retry && !env_->may_retry()))) {
       lock.unlock();
       return FailClient(502, "upstream_error", absl::StrCat("no replica could serve: ", why));
     }
@@ -184,9 +184,8 @@ void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a, bool hedge) {
   // A unary request the replica knows by the client's model name goes out byte for byte; others
   // are rewritten (model, streaming options, resume).
   const auto it = req_.body.find("model");
-  const bool as_is = !req_.stream && !req_.raw_body.empty() && model &&
-                     it != req_.body.end() && it->is_string() &&
-                     it->get_ref<const std::string&>() == *model;
+  const bool as_is = !req_.stream && !req_.raw_body.empty() && model && it != req_.body.end() &&
+                     it->is_string() && it->get_ref<const std::string&>() == *model;
   std::string wire;
   if (as_is) {
     wire = req_.raw_body;
@@ -421,7 +420,7 @@ void ProxyCall::OnDone(const std::shared_ptr<Attempt>& a, absl::Status status) {
     lock.unlock();
     return Finish(499, "client went away", nullptr);
   }
-  const std::string why = status.ok() ? (a->malformed ? "malformed answer"
+  const std::string why = status.ok() ? (a->malformed       ? "malformed answer"
                                          : a->status != 200 ? absl::StrCat("status ", a->status)
                                                             : "stream ended early")
                                       : std::string(status.message());
@@ -486,12 +485,12 @@ void ProxyCall::HandleUnaryBody(const std::shared_ptr<Attempt>& a) {
   auto w = writer_;
   Finish(status, status == 200 ? "" : body,
          [w, status, body = std::move(body), headers = req_.response_headers]() mutable {
-    http::Response r;
-    r.status = status;
-    r.body = std::move(body);
-    r.headers = std::move(headers);
-    w->Respond(std::move(r));
-  });
+           http::Response r;
+           r.status = status;
+           r.body = std::move(body);
+           r.headers = std::move(headers);
+           w->Respond(std::move(r));
+         });
 }
 
 void ProxyCall::FailClient(int status, std::string type, std::string message) {

@@ -44,7 +44,8 @@ void CheckScan(const std::string& s) {
   if (f.has_value() != j.is_object()) std::abort();
   if (!f.has_value()) return;
   auto m = j.find("model");
-  const bool matches = m == j.end() || (m->is_string() && m->get_ref<const std::string&>() == model);
+  const bool matches =
+      m == j.end() || (m->is_string() && m->get_ref<const std::string&>() == model);
   if (f->model_matches != matches) std::abort();
   auto u = j.find("usage");
   const bool has_usage = u != j.end() && u->is_object();

@@ -281,7 +281,8 @@ TEST_F(AutoscaleTest, LoadRampScalesUpWithinOneEvaluationAndBackToMinAfterTheDel
               static_cast<double>(UnixMs() - breach_ms) / 1000);
   std::this_thread::sleep_for(std::chrono::seconds(2));  // traffic on the new replicas
   // Requests keep completing while the deployment scales (more than one round of the 8 clients);
-  // waited for rather than assumed of the 2 s above, which a loaded sanitizer run can fall short of.
+  // waited for rather than assumed of the 2 s above, which a loaded sanitizer run can fall short
+  // of.
   EXPECT_TRUE(WaitFor([&] { return ok.load() > 8; }, 60)) << ok.load() << " completed";
 
   // The load stops: back to min (1) after the scale-down delay, not before.

@@ -54,7 +54,8 @@ struct FleetOptions {
   bool proxy_last_replica = false;  // the last replica is reached through a FaultProxy
   std::vector<std::string> engine_args;
   std::string extra_limits;  // YAML lines under limits:
-  std::string health = "health:\n  interval_s: 0.2\n  timeout_s: 0.5\n  load_poll_interval_s: 0.2\n";
+  std::string health =
+      "health:\n  interval_s: 0.2\n  timeout_s: 0.5\n  load_poll_interval_s: 0.2\n";
   int64_t tenant_rpm = 0;
 };
 
@@ -114,9 +115,9 @@ class Fleet {
 
   void StartEngine(int i) {
     const uint16_t port = weft::testing::FreeLoopbackPort();
-    std::vector<std::string> argv = {WEFT_BINARY, "engine",    "--model", model_, "--port",
-                                     std::to_string(port), "--threads", "1", "--name",
-                                     "stories260K"};
+    std::vector<std::string> argv = {
+        WEFT_BINARY,          "engine",    "--model", model_,   "--port",
+        std::to_string(port), "--threads", "1",       "--name", "stories260K"};
     argv.insert(argv.end(), o_.engine_args.begin(), o_.engine_args.end());
     auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/engine", i, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
@@ -138,14 +139,12 @@ class Fleet {
       << "limits:\n  max_body_bytes: 65536\n  header_timeout_s: 1\n"
       << "  upstream_connect_timeout_s: 1\n  upstream_first_byte_timeout_s: 3\n"
       << "  upstream_stall_timeout_s: 1\n  retries: 3\n  retry_budget_min_per_s: 100\n"
-      << o_.extra_limits
-      << o_.health
-      << "deployments:\n  " << kDeployment << ":\n    replicas:\n";
+      << o_.extra_limits << o_.health << "deployments:\n  " << kDeployment << ":\n    replicas:\n";
     for (int i = 0; i < o_.replicas; ++i) {
       const bool proxied = o_.proxy_last_replica && i == o_.replicas - 1;
-      f << "      - id: r" << i << "\n        url: http://127.0.0.1:"
-        << (proxied ? proxy_->port() : engine_ports_[i]) << "\n        provider: p" << i % 2
-        << "\n";
+      f << "      - id: r" << i
+        << "\n        url: http://127.0.0.1:" << (proxied ? proxy_->port() : engine_ports_[i])
+        << "\n        provider: p" << i % 2 << "\n";
     }
   }
 
@@ -252,9 +251,9 @@ class Fleet {
 };
 
 json GreedyBody(int i, int max_tokens) {
-  static const char* kStarts[] = {"Once upon a time", "Lily and Tom", "The little dog",
-                                  "One day, a bird", "There was a big tree", "Sam had a red ball",
-                                  "The sun was hot", "Mom said"};
+  static const char* kStarts[] = {
+      "Once upon a time",     "Lily and Tom",       "The little dog",  "One day, a bird",
+      "There was a big tree", "Sam had a red ball", "The sun was hot", "Mom said"};
   return json{{"model", kDeployment},
               {"prompt", absl::StrCat(kStarts[i % 8], i >= 8 ? absl::StrCat(" ", i) : "")},
               {"max_tokens", max_tokens},
@@ -271,9 +270,9 @@ struct LoneGateway {
   uint16_t port = 0;
   std::optional<Subprocess> process;
 };
-void StartLoneGateway(const std::string& dir, const std::string& replica_id,
-                      uint16_t replica_port, const std::string& limits_yaml,
-                      const std::vector<std::string>& args, LoneGateway* out) {
+void StartLoneGateway(const std::string& dir, const std::string& replica_id, uint16_t replica_port,
+                      const std::string& limits_yaml, const std::vector<std::string>& args,
+                      LoneGateway* out) {
   auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
   ASSERT_TRUE(store.ok()) << store.status();
   auth::Tenant t;
@@ -287,10 +286,9 @@ void StartLoneGateway(const std::string& dir, const std::string& replica_id,
   {
     std::ofstream f(dir + "/gateway.yaml");
     f << "listen: 127.0.0.1:" << out->port << "\ndata_dir: " << dir << "\n"
-      << (limits_yaml.empty() ? "" : "limits:\n" + limits_yaml) << "deployments:\n  "
-      << kDeployment << ":\n    replicas:\n"
-      << "      - id: " << replica_id << "\n        url: http://127.0.0.1:" << replica_port
-      << "\n";
+      << (limits_yaml.empty() ? "" : "limits:\n" + limits_yaml) << "deployments:\n  " << kDeployment
+      << ":\n    replicas:\n"
+      << "      - id: " << replica_id << "\n        url: http://127.0.0.1:" << replica_port << "\n";
   }
   std::vector<std::string> argv = {WEFT_BINARY, "gateway", "--config", dir + "/gateway.yaml"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -514,8 +512,7 @@ TEST(GatewayLedgerTest, MoreSigtermsDuringTheDrainAreHarmless) {
   std::optional<int> status = gateway.Wait(30);
   client.join();
   ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-      << weft::DescribeWaitStatus(*status);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << weft::DescribeWaitStatus(*status);
   std::ifstream log(dir + "/gateway.log");
   const std::string text{std::istreambuf_iterator<char>(log), {}};
   EXPECT_NE(text.find("weft gateway: stopped"), std::string::npos) << text;
@@ -585,19 +582,20 @@ TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
         body = R"({"ready":true})";
       } else if (in.find("\"stream\":true") != std::string::npos) {
         type = "text/event-stream";
-        body = "data: {\"id\":5,\"created\":\"x\",\"model\":7,\"choices\":[{\"index\":0,"
-               "\"text\":\"hi\",\"token_ids\":[1],\"finish_reason\":\"length\"}]}\n\n"
-               "data: {\"id\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":\"3\","
-               "\"completion_tokens\":[1],\"prompt_tokens_details\":{\"cached_tokens\":\"1\"}}}\n\n"
-               "data: [DONE]\n\n";
+        body =
+            "data: {\"id\":5,\"created\":\"x\",\"model\":7,\"choices\":[{\"index\":0,"
+            "\"text\":\"hi\",\"token_ids\":[1],\"finish_reason\":\"length\"}]}\n\n"
+            "data: {\"id\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":\"3\","
+            "\"completion_tokens\":[1],\"prompt_tokens_details\":{\"cached_tokens\":\"1\"}}}\n\n"
+            "data: [DONE]\n\n";
       } else {
         body = R"({"id":"c","model":"stories260K","choices":[{"index":0,"text":"hi"}],)"
                R"("usage":{"prompt_tokens":"seven","completion_tokens":{"n":1},)"
                R"("prompt_tokens_details":{"cached_tokens":"x"}}})";
       }
       const std::string out =
-          absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: ", type, "\r\nContent-Length: ",
-                       body.size(), "\r\nConnection: close\r\n\r\n", body);
+          absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: ", type,
+                       "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
       net::write(s, net::buffer(out), ec);
     }
   });
@@ -623,8 +621,7 @@ TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
   gateway.Signal(SIGTERM);
   std::optional<int> status = gateway.Wait(30);
   ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-      << weft::DescribeWaitStatus(*status);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << weft::DescribeWaitStatus(*status);
 }
 
 TEST(GatewayApiTest, KeysTenantsQuotasAndBadInput) {
@@ -639,8 +636,9 @@ TEST(GatewayApiTest, KeysTenantsQuotasAndBadInput) {
                                  std::string("wft_0000000000000000_abcdefabcdefabcdef")}) {
     auto c = HttpClient::Connect("127.0.0.1", fleet.gateway_port_);
     ASSERT_TRUE(c.ok());
-    auto r = key.empty() ? (*c)->Request("POST", "/v1/completions", ok_body.dump())
-                         : (*c)->Request("POST", "/v1/completions", ok_body.dump(), fleet.Auth(key));
+    auto r = key.empty()
+                 ? (*c)->Request("POST", "/v1/completions", ok_body.dump())
+                 : (*c)->Request("POST", "/v1/completions", ok_body.dump(), fleet.Auth(key));
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->status, 401) << key;
     EXPECT_EQ(json::parse(r->body)["error"]["code"], "invalid_api_key");

@@ -121,10 +121,11 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
         own_ioc(options.io_context == nullptr && options.io_contexts.empty()
                     ? std::make_unique<net::io_context>()
                     : nullptr),
-        iocs(!options.io_contexts.empty()      ? options.io_contexts
+        iocs(!options.io_contexts.empty()    ? options.io_contexts
              : options.io_context != nullptr ? std::vector<net::io_context*>{options.io_context}
                                              : std::vector<net::io_context*>{own_ioc.get()}),
-        single_threaded(!options.io_contexts.empty() || (own_ioc != nullptr && options.threads <= 1)),
+        single_threaded(!options.io_contexts.empty() ||
+                        (own_ioc != nullptr && options.threads <= 1)),
         sweep_strand(ExecutorOn(0)),
         sweep_timer(sweep_strand) {}
 
@@ -706,18 +707,16 @@ namespace {
 class TimerImpl final : public Timer, public std::enable_shared_from_this<TimerImpl> {
  public:
   explicit TimerImpl(std::shared_ptr<UpstreamClient::Core> core)
-      : core_(std::move(core)),
-        strand_(core_->ExecutorOn(core_->PickShard())),
-        timer_(strand_) {}
+      : core_(std::move(core)), strand_(core_->ExecutorOn(core_->PickShard())), timer_(strand_) {}
 
   void Start(double delay_s, std::function<void()> fn) {
     fn_ = std::move(fn);
     net::post(strand_, [self = shared_from_this(), delay_s] {
       if (self->cancelled_) return self->Done();
-      self->timer_.expires_after(std::chrono::microseconds(
-          static_cast<int64_t>(std::max(0.0, delay_s) * 1e6)));
-      self->timer_.async_wait(net::bind_executor(
-          self->strand_, [self](beast::error_code ec) { self->Fire(ec); }));
+      self->timer_.expires_after(
+          std::chrono::microseconds(static_cast<int64_t>(std::max(0.0, delay_s) * 1e6)));
+      self->timer_.async_wait(
+          net::bind_executor(self->strand_, [self](beast::error_code ec) { self->Fire(ec); }));
     });
   }
   void Cancel() override {

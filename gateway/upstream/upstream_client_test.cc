@@ -729,8 +729,7 @@ TEST_F(UpstreamClientTest, LimitsMoveWithProgress) {
   });
   UpstreamClient client;
   Recorder rec;
-  client.Send(Target{"127.0.0.1", server.port()}, Get("/slow"), rec.Make(),
-              Timeouts{0.3, 1, 0.4});
+  client.Send(Target{"127.0.0.1", server.port()}, Get("/slow"), rec.Make(), Timeouts{0.3, 1, 0.4});
   absl::Status s = rec.Wait();
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(rec.body, "xxxxxx");
