@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/answer_scan.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <string>
@@ -11,6 +12,12 @@ namespace weft::gateway {
 namespace {
 
 using json = nlohmann::json;
+
+int64_t Clamp(uint64_t v) {
+  return v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+             ? std::numeric_limits<int64_t>::max()
+             : static_cast<int64_t>(v);
+}
 
 // Tracks the path of the current value down to depth 3 (top object -> usage ->
 // prompt_tokens_details); deeper values only move the depth.
@@ -70,12 +77,7 @@ class Sax {
     if (k == "cached_tokens") return K::kCached;
     return K::kOther;
   }
-  static int64_t Count(Kind kind, uint64_t v) {
-    if (kind != Kind::kCount) return 0;
-    return v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
-               ? std::numeric_limits<int64_t>::max()
-               : static_cast<int64_t>(v);
-  }
+  static int64_t Count(Kind kind, uint64_t v) { return kind == Kind::kCount ? Clamp(v) : 0; }
 
   bool Scalar(Kind kind, uint64_t v, std::string_view s) {
     if (depth_ == 0) return true;  // a top-level scalar: not an object (ok() stays false)
@@ -141,6 +143,14 @@ class Sax {
 };
 
 }  // namespace
+
+int64_t CountField(const nlohmann::ordered_json& obj, std::string_view key) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return 0;
+  if (it->is_number_unsigned()) return Clamp(it->get<uint64_t>());
+  if (it->is_number_integer()) return std::max<int64_t>(0, it->get<int64_t>());
+  return 0;
+}
 
 std::optional<AnswerFacts> ScanAnswer(std::string_view body, std::string_view client_model) {
   Sax sax(client_model);

@@ -9,6 +9,8 @@
 #include <optional>
 #include <string_view>
 
+#include "nlohmann/json.hpp"
+
 namespace weft::gateway {
 
 struct AnswerFacts {
@@ -24,5 +26,9 @@ struct AnswerFacts {
 // non-negative integers (floats, negatives, strings) read as 0; a top-level key given twice: the
 // last one counts (as in a parsed document).
 std::optional<AnswerFacts> ScanAnswer(std::string_view body, std::string_view client_model);
+
+// The same rule for an answer already parsed (the streaming path parses each event to rewrite
+// it): `obj[key]` when it is a non-negative integer (clamped to int64), else 0.
+int64_t CountField(const nlohmann::ordered_json& obj, std::string_view key);
 
 }  // namespace weft::gateway

@@ -68,6 +68,18 @@ TEST(AnswerScanTest, WrongTypesReadAsZeroNeverThrow) {
   EXPECT_EQ(f->completion_tokens, 0);
 }
 
+TEST(AnswerScanTest, CountFieldOfAParsedEventFollowsTheSameRule) {
+  const auto j = nlohmann::ordered_json::parse(
+      R"({"a":7,"b":"7","c":-3,"d":2.5,"e":18446744073709551615,"f":null})");
+  EXPECT_EQ(CountField(j, "a"), 7);
+  EXPECT_EQ(CountField(j, "b"), 0);
+  EXPECT_EQ(CountField(j, "c"), 0);
+  EXPECT_EQ(CountField(j, "d"), 0);
+  EXPECT_EQ(CountField(j, "e"), INT64_MAX);
+  EXPECT_EQ(CountField(j, "f"), 0);
+  EXPECT_EQ(CountField(j, "absent"), 0);
+}
+
 TEST(AnswerScanTest, NotOneObjectIsNullopt) {
   for (const char* bad : {"", "[]", "5", "\"s\"", "null", "{", R"({"a":1} x)", R"({"a":1}{})",
                           R"({"usage":{"prompt_tokens":1})", "{\"a\":\"\xff\"}", "<html>"}) {

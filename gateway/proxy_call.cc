@@ -37,14 +37,7 @@ std::string ErrorBody(int status, std::string_view type, std::string_view messag
 }
 
 // Fields of a replica's event, read without throwing: a wrong type counts as absent (nlohmann's
-// value() throws type_error, which would escape an I/O thread's handler).
-int64_t CountOr0(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_number_integer()) return 0;
-  return it->is_number_unsigned()
-             ? static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), uint64_t{INT64_MAX}))
-             : std::max<int64_t>(0, it->get<int64_t>());
-}
+// value() throws type_error, which would escape an I/O thread's handler). Counts: CountField.
 std::string StringOrEmpty(const json& obj, const char* key) {
   auto it = obj.find(key);
   return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -322,10 +315,10 @@ bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string
     return true;
   }
   if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-    outcome_.prompt_tokens = CountOr0(*u, "prompt_tokens");
-    outcome_.completion_tokens = CountOr0(*u, "completion_tokens");
+    outcome_.prompt_tokens = CountField(*u, "prompt_tokens");
+    outcome_.completion_tokens = CountField(*u, "completion_tokens");
     if (auto d = u->find("prompt_tokens_details"); d != u->end() && d->is_object()) {
-      outcome_.cached_tokens = CountOr0(*d, "cached_tokens");
+      outcome_.cached_tokens = CountField(*d, "cached_tokens");
     }
   }
   auto choices = j.find("choices");
@@ -335,7 +328,7 @@ bool ProxyCall::HandleEvent(const std::shared_ptr<Attempt>& a, const std::string
   const bool usage_chunk = choices->empty();
   if (stream_id_.empty()) {
     stream_id_ = StringOrEmpty(j, "id");
-    stream_created_ = CountOr0(j, "created");
+    stream_created_ = CountField(j, "created");
   }
   j["id"] = stream_id_;
   j["created"] = stream_created_;
