@@ -2,6 +2,9 @@
 #include "api/load_report.h"
 
 #include <charconv>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -9,6 +12,45 @@
 namespace weft::api {
 
 using json = nlohmann::ordered_json;
+
+namespace {
+
+// A replica's number, checked before it is converted: an integer field takes an integer in its
+// type's range (or a float with an integral value, as some JSON writers send 2.0), a float field
+// any finite number. Anything else (1e300 into an int32_t, NaN or an overflow to inf) is refused
+// rather than converted with undefined behavior or written back as null.
+template <typename T>
+bool ReadNumber(const json& v, T* out) {
+  if (!v.is_number()) return false;
+  if constexpr (std::is_integral_v<T>) {
+    if (v.is_number_unsigned()) {
+      const auto u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) return false;
+      *out = static_cast<T>(u);
+      return true;
+    }
+    if (v.is_number_integer()) {
+      const auto i = v.get<int64_t>();
+      if (i < std::numeric_limits<T>::min() || i > std::numeric_limits<T>::max()) return false;
+      *out = static_cast<T>(i);
+      return true;
+    }
+    const double d = v.get<double>();
+    // The bounds are exact in double for int32_t and int64_t: [min, max + 1).
+    constexpr double kLow = static_cast<double>(std::numeric_limits<T>::min());
+    constexpr double kHigh = -kLow;
+    if (!std::isfinite(d) || d != std::trunc(d) || d < kLow || d >= kHigh) return false;
+    *out = static_cast<T>(d);
+    return true;
+  } else {
+    const double d = v.get<double>();
+    if (!std::isfinite(d)) return false;
+    *out = d;
+    return true;
+  }
+}
+
+}  // namespace
 
 json LoadReportJson(const LoadReport& r) {
   json digest = json::array();
@@ -41,9 +83,7 @@ absl::StatusOr<LoadReport> ParseLoadReport(std::string_view body) {
   auto num = [&](const char* key, auto* out) -> bool {
     auto it = j.find(key);
     if (it == j.end()) return true;
-    if (!it->is_number()) return false;
-    *out = it->get<std::remove_pointer_t<decltype(out)>>();
-    return true;
+    return ReadNumber(*it, out);
   };
   if (auto it = j.find("model"); it != j.end()) {
     if (!it->is_string()) return bad("model");

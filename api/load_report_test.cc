@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "api/load_report.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 
 namespace weft::api {
@@ -39,6 +41,28 @@ TEST(LoadReportTest, TolerantButTyped) {
   EXPECT_FALSE(ParseLoadReport("{").ok());
   EXPECT_FALSE(ParseLoadReport(R"({"running": "x"})").ok());
   EXPECT_FALSE(ParseLoadReport(R"({"prefix_digest": ["zz"]})").ok());
+}
+
+TEST(LoadReportTest, NumbersOutOfTheirFieldsRangeAreRefused) {
+  // A replica's report is untrusted input: no value may reach a conversion with undefined
+  // behavior (a float past int32_t) or come back from LoadReportJson as null (inf, NaN).
+  EXPECT_FALSE(ParseLoadReport(R"({"running": 1e300})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"running": 2147483648})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"running": -2147483649})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"running": 2.5})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"tokens_in_flight": 18446744073709551615})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"tokens_in_flight": 9.3e18})").ok());
+  EXPECT_FALSE(ParseLoadReport(R"({"decode_tokens_per_s": 1e999})").ok());
+  auto r = ParseLoadReport(
+      R"({"running": 2147483647, "waiting": 3.0, "tokens_in_flight": -9223372036854775808,
+          "decode_tokens_per_s": 1.5e300})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->running, 2147483647);
+  EXPECT_EQ(r->waiting, 3);
+  EXPECT_EQ(r->tokens_in_flight, std::numeric_limits<int64_t>::min());
+  auto back = ParseLoadReport(LoadReportJson(*r).dump());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(LoadReportJson(*back).dump(), LoadReportJson(*r).dump());
 }
 
 TEST(LoadReportTest, TtftIsOptional) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "control/deployments/deployment_spec.h"
 #include "control/reconciler/plan.h"
+#include "control/server/control_api.h"
 
 namespace weft::control {
 
@@ -444,26 +445,10 @@ http::Response ControlServer::GetDeployment(const std::string& name) {
 
 http::Response ControlServer::Demand(const std::string& body) {
   if (options_.demand == nullptr) return Error(404, "demand: not served here");
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Error(400, "body: not a JSON object");
-  auto gateway = j.find("gateway");
-  if (gateway == j.end() || !gateway->is_string() || gateway->get<std::string>().empty()) {
-    return Error(400, "gateway: must be a non-empty string");
-  }
-  auto deployments = j.find("deployments");
-  if (deployments == j.end() || !deployments->is_object()) {
-    return Error(400, "deployments: must be an object");
-  }
-  std::map<std::string, int64_t> held;
-  for (const auto& [name, d] : deployments->items()) {
-    auto n = d.is_object() ? d.find("held") : d.end();
-    if (!d.is_object() || n == d.end() || !n->is_number_integer() || n->get<int64_t>() < 0) {
-      return Error(400, absl::StrCat("deployments.", name, ".held: must be an integer >= 0"));
-    }
-    held[name] = n->get<int64_t>();
-  }
-  options_.demand->Report(gateway->get<std::string>(), std::move(held));
-  return Json(200, {{"gateway", gateway->get<std::string>()}});
+  absl::StatusOr<DemandReport> report = ParseDemandReport(body);
+  if (!report.ok()) return Error(400, std::string(report.status().message()));
+  options_.demand->Report(report->gateway, std::move(report->held));
+  return Json(200, {{"gateway", report->gateway}});
 }
 
 http::Response ControlServer::DeleteDeployment(const std::string& name) {
@@ -489,12 +474,8 @@ http::Response ControlServer::DeleteDeployment(const std::string& name) {
 }
 
 http::Response ControlServer::Scale(const std::string& name, const std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Error(400, "body: not a JSON object");
-  for (const auto& [key, value] : j.items()) {
-    if (key != "min" && key != "max") return Error(400, absl::StrCat(key, ": unknown field"));
-    if (!value.is_number_integer()) return Error(400, absl::StrCat(key, ": must be an integer"));
-  }
+  absl::StatusOr<ScaleRequest> scale = ParseScaleRequest(body);
+  if (!scale.ok()) return Error(400, std::string(scale.status().message()));
   int64_t generation = 0;
   absl::Status s = store_->Transaction([&](ControlTxn& txn) -> absl::Status {
     auto d = txn.Get<DeploymentRecord>(name);
@@ -502,8 +483,8 @@ http::Response ControlServer::Scale(const std::string& name, const std::string& 
     if (!d->has_value()) return absl::NotFoundError(absl::StrCat("no deployment named ", name));
     absl::StatusOr<DeploymentSpec> spec = ParseSpecText((*d)->spec, name);
     if (!spec.ok()) return spec.status();
-    if (j.contains("min")) spec->replicas.min = j["min"].get<int32_t>();
-    if (j.contains("max")) spec->replicas.max = j["max"].get<int32_t>();
+    if (scale->min) spec->replicas.min = *scale->min;
+    if (scale->max) spec->replicas.max = *scale->max;
     absl::Status v = ValidateSpec(*spec);
     if (!v.ok()) return v;
     DeploymentRecord rec = **d;

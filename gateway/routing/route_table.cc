@@ -2,6 +2,7 @@
 #include "gateway/routing/route_table.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -51,7 +52,11 @@ absl::StatusOr<ReplicaConfig> ReplicaFromJson(const json& j, const std::string& 
   if (!st) return TypeError(path + ".state", "ready, draining or down");
   r.state = *st;
   if (auto it = j.find("weight"); it != j.end() && !it->is_null()) {
-    if (!it->is_number()) return TypeError(path + ".weight", "a number");
+    // Finite: JSON has no inf, and one parsed from an overflowing literal would go back out as
+    // null.
+    if (!it->is_number() || !std::isfinite(it->get<double>())) {
+      return TypeError(path + ".weight", "a finite number");
+    }
     r.weight = it->get<double>();
   }
   return r;
