@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "api/json_number.h"
 
 namespace weft::api {
 
@@ -23,17 +24,10 @@ template <typename T>
 bool ReadNumber(const json& v, T* out) {
   if (!v.is_number()) return false;
   if constexpr (std::is_integral_v<T>) {
-    if (v.is_number_unsigned()) {
-      const auto u = v.get<uint64_t>();
-      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) return false;
-      *out = static_cast<T>(u);
-      return true;
-    }
-    if (v.is_number_integer()) {
-      const auto i = v.get<int64_t>();
-      if (i < std::numeric_limits<T>::min() || i > std::numeric_limits<T>::max()) return false;
-      *out = static_cast<T>(i);
-      return true;
+    if (v.is_number_integer()) {  // signed or unsigned
+      const std::optional<T> i = JsonInteger<T>(v);
+      if (i) *out = *i;
+      return i.has_value();
     }
     const double d = v.get<double>();
     // The bounds are exact in double for int32_t and int64_t: [min, max + 1).

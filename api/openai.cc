@@ -8,6 +8,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "api/json_number.h"
 
 namespace weft::api {
 namespace {
@@ -43,17 +44,9 @@ absl::Status GetString(const json& obj, const char* key, std::string* out) {
 }
 
 bool AsInt64(const json& v, int64_t* out) {
-  if (v.is_number_unsigned()) {
-    uint64_t u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
-    *out = static_cast<int64_t>(u);
-    return true;
-  }
-  if (v.is_number_integer()) {
-    *out = v.get<int64_t>();
-    return true;
-  }
-  return false;
+  const std::optional<int64_t> x = JsonInteger<int64_t>(v);
+  if (x) *out = *x;
+  return x.has_value();
 }
 
 absl::Status GetInt(const json& obj, const char* key, int64_t lo, int64_t hi,
@@ -300,7 +293,8 @@ absl::Status ParseFields(const json& body, CompletionRequest* req) {
     } else if (pr->is_number_integer()) {
       req->batch_priority = pr->get<int64_t>() > 0;
     } else {
-      return InvalidParam("priority", "'priority' must be \"interactive\", \"batch\" or an integer");
+      return InvalidParam("priority",
+                          "'priority' must be \"interactive\", \"batch\" or an integer");
     }
   }
   if (const json* r = Get(body, "weft_resume")) {

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "api/json_number.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::control {
@@ -14,14 +15,8 @@ using json = nlohmann::json;
 
 // An integer in [lo, hi] (JSON integers only: 2.0 is not a count).
 std::optional<int64_t> IntegerIn(const json& v, int64_t lo, int64_t hi) {
-  if (v.is_number_unsigned()) {
-    const auto u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(hi)) return std::nullopt;
-    return static_cast<int64_t>(u);
-  }
-  if (!v.is_number_integer()) return std::nullopt;
-  const auto i = v.get<int64_t>();
-  if (i < lo || i > hi) return std::nullopt;
+  const std::optional<int64_t> i = api::JsonInteger<int64_t>(v);
+  if (!i || *i < lo || *i > hi) return std::nullopt;
   return i;
 }
 

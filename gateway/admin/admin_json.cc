@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "api/json_number.h"
 #include "api/openai.h"
 #include "base/status.h"
 
@@ -44,12 +45,9 @@ absl::StatusOr<std::string> GetString(const json& j, const char* field) {
 absl::StatusOr<int64_t> GetCount(const json& j, const char* field, std::string_view prefix) {
   const json& v = j.at(field);
   std::string param = absl::StrCat(std::string(prefix), field);
-  if (!v.is_number_integer() ||
-      (v.is_number_unsigned() &&
-       v.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})) {
-    return api::InvalidParam(param, absl::StrCat("'", param, "' must be an integer"));
-  }
-  int64_t n = v.get<int64_t>();
+  const std::optional<int64_t> count = api::JsonInteger<int64_t>(v);
+  if (!count) return api::InvalidParam(param, absl::StrCat("'", param, "' must be an integer"));
+  const int64_t n = *count;
   if (n < 0) return api::InvalidParam(param, absl::StrCat("'", param, "' must be >= 0"));
   return n;
 }
