@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "gateway/auth/sqlite_key_store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "testing/http_client.h"
 #include "testing/subprocess.h"
+#include "testing/tenant_keys.h"
 #include "testing/test_data.h"
 
 namespace weft {
@@ -139,19 +139,9 @@ class ControlIntegrationTest : public ::testing::Test {
   }
 
   void StartGateway() {
-    auto store = auth::SqliteKeyStore::Open(dir_ + "/gw/keys.sqlite");
-    if (!store.ok()) {
-      std::filesystem::create_directories(dir_ + "/gw");
-      store = auth::SqliteKeyStore::Open(dir_ + "/gw/keys.sqlite");
-    }
-    ASSERT_TRUE(store.ok()) << store.status();
-    auth::Tenant acme;
-    acme.id = "acme";
-    acme.deployments = {kDeployment};
-    ASSERT_TRUE((*store)->CreateTenant(acme).ok());
-    auto k = (*store)->CreateKey({"acme", "test", 0, {}});
-    ASSERT_TRUE(k.ok()) << k.status();
-    key_ = k->plaintext;
+    auto key = weft::testing::CreateTenantWithKey(dir_ + "/gw/keys.sqlite", "acme", {kDeployment});
+    ASSERT_TRUE(key.ok()) << key.status();
+    key_ = *key;
     gateway_port_ = weft::testing::FreeLoopbackPort();
     {
       std::ofstream f(dir_ + "/gateway.yaml");

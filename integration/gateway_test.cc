@@ -37,6 +37,7 @@
 #include "testing/fault_proxy.h"
 #include "testing/http_client.h"
 #include "testing/subprocess.h"
+#include "testing/tenant_keys.h"
 #include "testing/test_data.h"
 
 namespace weft {
@@ -273,15 +274,9 @@ struct LoneGateway {
 void StartLoneGateway(const std::string& dir, const std::string& replica_id, uint16_t replica_port,
                       const std::string& limits_yaml, const std::vector<std::string>& args,
                       LoneGateway* out) {
-  auto store = auth::SqliteKeyStore::Open(dir + "/keys.sqlite");
-  ASSERT_TRUE(store.ok()) << store.status();
-  auth::Tenant t;
-  t.id = "acme";
-  t.deployments = {kDeployment};
-  ASSERT_TRUE((*store)->CreateTenant(t).ok());
-  auto key = (*store)->CreateKey({"acme", "test", 0, {}});
+  auto key = weft::testing::CreateTenantWithKey(dir + "/keys.sqlite", "acme", {kDeployment});
   ASSERT_TRUE(key.ok()) << key.status();
-  out->key = key->plaintext;
+  out->key = *key;
   out->port = weft::testing::FreeLoopbackPort();
   {
     std::ofstream f(dir + "/gateway.yaml");

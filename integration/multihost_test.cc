@@ -32,11 +32,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "gateway/auth/sqlite_key_store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "testing/http_client.h"
 #include "testing/subprocess.h"
+#include "testing/tenant_keys.h"
 #include "testing/test_data.h"
 
 namespace weft {
@@ -313,16 +313,9 @@ class MultiHostTest : public ::testing::Test {
   }
 
   void StartGateway() {
-    std::filesystem::create_directories(dir_ + "/gw");
-    auto store = auth::SqliteKeyStore::Open(dir_ + "/gw/keys.sqlite");
-    ASSERT_TRUE(store.ok()) << store.status();
-    auth::Tenant acme;
-    acme.id = "acme";
-    acme.deployments = {kDeployment};
-    ASSERT_TRUE((*store)->CreateTenant(acme).ok());
-    auto k = (*store)->CreateKey({"acme", "test", 0, {}});
-    ASSERT_TRUE(k.ok()) << k.status();
-    key_ = k->plaintext;
+    auto key = weft::testing::CreateTenantWithKey(dir_ + "/gw/keys.sqlite", "acme", {kDeployment});
+    ASSERT_TRUE(key.ok()) << key.status();
+    key_ = *key;
     gateway_port_ = weft::testing::FreeLoopbackPort();
     {
       std::ofstream f(dir_ + "/gateway.yaml");
