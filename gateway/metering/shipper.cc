@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -188,6 +189,7 @@ void Shipper::Run() {
                         std::min(19, current + options_.nice_increment));
     }
   }
+  if (options_.idle_while_keeping_up) SetIdlePriority(true);
   absl::Duration backoff = absl::ZeroDuration();
   std::string last_warning;
   while (true) {
@@ -200,6 +202,12 @@ void Shipper::Run() {
       work_ = false;
     }
     absl::StatusOr<int64_t> shipped = ShipOnce();
+    if (options_.idle_while_keeping_up) {
+      // Keeping up unless the round filled a batch (or failed: retrying stays in the background).
+      const bool keeping_up =
+          !shipped.ok() || *shipped < static_cast<int64_t>(options_.max_batch_records);
+      SetIdlePriority(keeping_up);
+    }
     if (shipped.ok()) {
       backoff = absl::ZeroDuration();
       last_warning.clear();
@@ -225,6 +233,16 @@ void Shipper::Run() {
     cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
     if (stop_) return;
     work_ = true;
+  }
+}
+
+void Shipper::SetIdlePriority(bool idle) {
+  if (idle == idle_priority_) return;
+  // For the calling thread only; SCHED_OTHER keeps the thread's nice value. A kernel without
+  // SCHED_IDLE (or a seccomp filter) leaves the policy as it was: the shipper still works.
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &param) == 0) {
+    idle_priority_ = idle;
   }
 }
 

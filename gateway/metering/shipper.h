@@ -30,11 +30,17 @@ struct ShipperOptions {
   // Background rounds start at most this often: records that arrive meanwhile ship together in
   // the next round (one store commit and one checkpoint write for all). Flush() skips the wait.
   absl::Duration min_interval = absl::ZeroDuration();
-  std::function<void(std::string_view)> warn{};           // default: stderr
+  std::function<void(std::string_view)> warn{};  // default: stderr
   // The shipper thread's nice value, relative to the process (Linux: per thread): background
   // work yields the CPU to the request path while both want it, and runs fully when it is idle.
   // 10 keeps about a tenth of a core's share under saturation, enough to keep up.
   int nice_increment = 10;
+  // While the shipper keeps up (its last round shipped less than a full batch), it runs as
+  // SCHED_IDLE (Linux): any request-path thread that wakes preempts it at once, so a round's
+  // store transaction (a few ms of CPU for a thousand records) never holds a core a request
+  // waits for. Behind (a full batch), it goes back to SCHED_OTHER at nice_increment until it has
+  // caught up, so that sustained load cannot starve it.
+  bool idle_while_keeping_up = true;
 };
 
 class Shipper {
@@ -74,6 +80,8 @@ class Shipper {
   absl::StatusOr<int64_t> ShipOnceLocked();
   void Run();
   void Warn(std::string_view message) const;
+  // Shipper thread only: SCHED_IDLE (true) or SCHED_OTHER (false) for the calling thread.
+  void SetIdlePriority(bool idle);
 
   Wal* const wal_;
   LedgerStore* const store_;
@@ -87,8 +95,9 @@ class Shipper {
   WalPosition shipped_;
   absl::Status last_error_;
   bool work_ = true;
-  bool idle_ = false;    // the thread waits for work_ (the durable listener must wake it)
-  bool urgent_ = false;  // a Flush() waits: skip min_interval
+  bool idle_ = false;           // the thread waits for work_ (the durable listener must wake it)
+  bool idle_priority_ = false;  // the shipper thread's policy is SCHED_IDLE (its own)
+  bool urgent_ = false;         // a Flush() waits: skip min_interval
   bool stop_ = false;
   std::thread thread_;
 };

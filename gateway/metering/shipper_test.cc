@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/metering/shipper.h"
 
+#include <sched.h>
+#include <sys/types.h>
+
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -118,6 +122,36 @@ TEST(ShipperTest, BackgroundThreadFollowsAppendsAndFlushWaits) {
   f.ExpectStoreHolds(400);
   shipper->Stop();
   shipper->Stop();  // idempotent
+}
+
+// The shipper thread's scheduling policy (Linux), found by its name; -1 if there is no such thread.
+int ShipperThreadPolicy() {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "weft-shipper") {
+      return sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string())));
+    }
+  }
+  return -1;
+}
+
+TEST(ShipperTest, KeepingUpTheThreadYieldsToEveryOtherAndStillShipsABacklog) {
+  Fixture f(64 << 10);
+  f.Append(0, 50);  // a backlog of 25 full batches: shipped at SCHED_OTHER, then idle
+  auto shipper = f.OpenShipper(/*batch=*/2);
+  shipper->Start();
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.Append(50, 51);  // one record: a round that keeps up
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.ExpectStoreHolds(51);
+  int policy = -1;
+  for (int i = 0; i < 500 && (policy = ShipperThreadPolicy()) != SCHED_IDLE; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(policy, SCHED_IDLE) << "a shipper that keeps up runs only when nothing else would";
+  shipper->Stop();
 }
 
 TEST(ShipperTest, StoreOutageRetriesWithBackoffAndFlushTimesOut) {
