@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
@@ -189,7 +190,11 @@ void Shipper::Run() {
                         std::min(19, current + options_.nice_increment));
     }
   }
-  if (options_.idle_while_keeping_up) SetIdlePriority(true);
+  // SCHED_IDLE only where the thread may leave it again: an unprivileged thread needs
+  // RLIMIT_NICE (or CAP_SYS_NICE) to return to SCHED_OTHER, and one stuck idle would fall behind
+  // for as long as the CPUs stay busy. A probe thread (same nice value) tries the round trip.
+  const bool use_idle = options_.idle_while_keeping_up && IdlePolicyIsReversible();
+  if (use_idle) SetIdlePriority(true);
   absl::Duration backoff = absl::ZeroDuration();
   std::string last_warning;
   while (true) {
@@ -202,7 +207,7 @@ void Shipper::Run() {
       work_ = false;
     }
     absl::StatusOr<int64_t> shipped = ShipOnce();
-    if (options_.idle_while_keeping_up) {
+    if (use_idle) {
       // Keeping up unless the round filled a batch (or failed: retrying stays in the background).
       const bool keeping_up =
           !shipped.ok() || *shipped < static_cast<int64_t>(options_.max_batch_records);
@@ -234,6 +239,16 @@ void Shipper::Run() {
     if (stop_) return;
     work_ = true;
   }
+}
+
+bool Shipper::IdlePolicyIsReversible() {
+  bool reversible = false;
+  std::thread([&reversible] {
+    sched_param param{};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) return;
+    reversible = pthread_setschedparam(pthread_self(), SCHED_OTHER, &param) == 0;
+  }).join();
+  return reversible;
 }
 
 void Shipper::SetIdlePriority(bool idle) {

@@ -39,7 +39,8 @@ struct ShipperOptions {
   // SCHED_IDLE (Linux): any request-path thread that wakes preempts it at once, so a round's
   // store transaction (a few ms of CPU for a thousand records) never holds a core a request
   // waits for. Behind (a full batch), it goes back to SCHED_OTHER at nice_increment until it has
-  // caught up, so that sustained load cannot starve it.
+  // caught up, so that sustained load cannot starve it. Only where the thread may return from
+  // SCHED_IDLE (root, CAP_SYS_NICE, or RLIMIT_NICE >= 20 - its nice value); else nice alone.
   bool idle_while_keeping_up = true;
 };
 
@@ -82,6 +83,8 @@ class Shipper {
   void Warn(std::string_view message) const;
   // Shipper thread only: SCHED_IDLE (true) or SCHED_OTHER (false) for the calling thread.
   void SetIdlePriority(bool idle);
+  // Whether a thread with the caller's nice value may go SCHED_IDLE and back (a probe thread).
+  static bool IdlePolicyIsReversible();
 
   Wal* const wal_;
   LedgerStore* const store_;
