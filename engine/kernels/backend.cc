@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Backend::Create and run-time ISA detection (cpuid through __builtin_cpu_supports).
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "base/check.h"
 #include "engine/kernels/cpu/cpu_backend.h"
 #include "engine/kernels/isa_kernels.h"
@@ -11,8 +15,10 @@ namespace {
 
 bool CpuHasAvx2() {
 #if defined(__x86_64__) || defined(__i386__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  // F16C through cpuid itself: clang's __builtin_cpu_supports does not know "f16c".
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
   return false;
 #endif

@@ -47,8 +47,14 @@ class LedgerStore {
 
   // Stores `records` in one transaction, skipping any whose request_id is already stored (the
   // first version wins: INSERT ... ON CONFLICT DO NOTHING). Returns how many were new. On error
-  // nothing of this call is stored.
+  // nothing of this call is stored. Once it returns, the records are visible to every reader and
+  // survive a crash of this process; a store may defer making them survive a power loss until
+  // Sync().
   virtual absl::StatusOr<int64_t> Insert(std::span<const UsageRecord> records) = 0;
+
+  // Makes every Insert that has returned durable (it survives a power loss). The default is for
+  // stores whose commits are durable already (PostgreSQL with synchronous_commit on, memory).
+  virtual absl::Status Sync() { return absl::OkStatus(); }
 
   // Sums matching records per group, ordered by group (bytewise).
   virtual absl::StatusOr<std::vector<UsageRow>> Query(const UsageQuery& query) = 0;

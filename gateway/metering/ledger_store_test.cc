@@ -12,6 +12,7 @@
 #include "gateway/metering/metering_testing.h"
 #include "gateway/metering/sqlite_ledger_store.h"
 #include "gtest/gtest.h"
+#include "sqlite3.h"
 #ifdef WEFT_HAVE_POSTGRES
 #include "gateway/metering/postgres_ledger_store.h"
 #include "gateway/metering/postgres_test_server.h"
@@ -224,6 +225,45 @@ TEST(SqliteLedgerStoreTest, TwoConnectionsShareTheFile) {
   EXPECT_EQ((*a)->Insert(r).value(), 1);
   EXPECT_EQ((*b)->Insert(r).value(), 0);
   EXPECT_EQ((*b)->Query({}).value().at(0).requests, 1);
+}
+
+// Inserts commit without a flush (synchronous=NORMAL); Sync() commits one FULL transaction (a
+// counter row, which the fsync of SQLite's WAL makes durable with every earlier frame), and only
+// when something was inserted since the last one.
+TEST(SqliteLedgerStoreTest, SyncCommitsOnceAfterInsertsAndKeepsRecordsReadable) {
+  ScopedTempDir dir;
+  const std::string path = dir / "l.sqlite";
+  auto store = SqliteLedgerStore::Open({.path = path});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto syncs = [&] {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(syncs), 0) FROM ledger_syncs", -1, &st,
+                           nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  };
+  EXPECT_TRUE((*store)->Sync().ok());
+  EXPECT_EQ(syncs(), 0) << "nothing inserted: nothing to sync";
+  std::vector<UsageRecord> batch = {TestRecord(1), TestRecord(2)};
+  EXPECT_EQ((*store)->Insert(batch).value(), 2);
+  EXPECT_TRUE((*store)->Sync().ok());
+  EXPECT_EQ(syncs(), 1);
+  EXPECT_TRUE((*store)->Sync().ok());
+  EXPECT_EQ(syncs(), 1);
+  EXPECT_EQ((*store)->Insert(batch).value(), 0);  // a commit all the same
+  EXPECT_TRUE((*store)->Sync().ok());
+  EXPECT_EQ(syncs(), 2);
+  store->reset();
+  auto again = SqliteLedgerStore::Open({.path = path, .create_if_missing = false});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->Query({}).value().at(0).requests, 2);
 }
 
 TEST(OpenLedgerStoreTest, Specs) {

@@ -104,6 +104,8 @@ absl::StatusOr<std::unique_ptr<Shipper>> Shipper::Open(Wal* wal, LedgerStore* st
     }
   }
   shipper->shipped_ = pos;
+  shipper->checkpointed_ = pos;
+  shipper->last_sync_ = absl::Now();
   // Segments a crash left behind after their checkpoint was written.
   WEFT_RETURN_IF_ERROR(wal->RemoveSegmentsBefore(pos.segment));
   return shipper;
@@ -117,13 +119,12 @@ absl::Status Shipper::WriteCheckpoint(WalPosition pos) {
 
 absl::StatusOr<int64_t> Shipper::ShipOnce() {
   std::lock_guard ship(ship_mu_);
-  return ShipOnceLocked();
+  return ShipOnceLocked(/*sync=*/true);
 }
 
-absl::StatusOr<int64_t> Shipper::ShipOnceLocked() {
+absl::StatusOr<int64_t> Shipper::ShipOnceLocked(bool sync) {
   const WalPosition from = shipped();
   WEFT_ASSIGN_OR_RETURN(WalReadResult batch, wal_->Read(from, options_.max_batch_records));
-  if (batch.records.empty() && batch.next == from) return 0;
   if (!batch.records.empty()) {
     absl::StatusOr<int64_t> added = store_->Insert(batch.records);
     if (!added.ok()) {
@@ -132,17 +133,41 @@ absl::StatusOr<int64_t> Shipper::ShipOnceLocked() {
       return added.status();
     }
   }
-  // The checkpoint moves only after the commit: a crash in between re-ships this batch, which
-  // the store absorbs by request_id.
-  WEFT_RETURN_IF_ERROR(WriteCheckpoint(batch.next));
-  {
+  if (batch.next != from) {
     std::lock_guard lock(mu_);
     shipped_ = batch.next;
     last_error_ = absl::OkStatus();
   }
+  if (sync) {
+    if (absl::Status s = SyncLocked(); !s.ok()) {
+      std::lock_guard lock(mu_);
+      last_error_ = s;
+      return s;
+    }
+  }
   cv_.notify_all();
-  WEFT_RETURN_IF_ERROR(wal_->RemoveSegmentsBefore(batch.next.segment));
   return static_cast<int64_t>(batch.records.size());
+}
+
+absl::Status Shipper::SyncLocked() {
+  WalPosition pos;
+  {
+    std::lock_guard lock(mu_);
+    if (checkpointed_ == shipped_) return absl::OkStatus();
+    pos = shipped_;
+  }
+  // The order is what makes a crash at any point safe: the store's commits are durable before the
+  // checkpoint says so, and the checkpoint is durable before the segments go. A crash in between
+  // re-ships from the old checkpoint, which the store absorbs by request_id.
+  WEFT_RETURN_IF_ERROR(store_->Sync());
+  WEFT_RETURN_IF_ERROR(WriteCheckpoint(pos));
+  {
+    std::lock_guard lock(mu_);
+    checkpointed_ = pos;
+    last_sync_ = absl::Now();
+  }
+  cv_.notify_all();
+  return wal_->RemoveSegmentsBefore(pos.segment);
 }
 
 void Shipper::Start() {
@@ -198,15 +223,27 @@ void Shipper::Run() {
   absl::Duration backoff = absl::ZeroDuration();
   std::string last_warning;
   while (true) {
+    bool sync = false;
     {
       std::unique_lock lock(mu_);
       idle_ = true;
-      cv_.wait(lock, [&] { return stop_ || work_; });
+      if (checkpointed_ < shipped_ && !stop_) {
+        // Records are in the store but not yet durably: wait for work, at most until the sync is
+        // due (so an idle gateway's checkpoint follows within sync_interval).
+        cv_.wait_until(lock, absl::ToChronoTime(last_sync_ + options_.sync_interval),
+                       [&] { return stop_ || work_; });
+      } else {
+        cv_.wait(lock, [&] { return stop_ || work_; });
+      }
       idle_ = false;
-      if (stop_) return;
+      if (stop_) break;
       work_ = false;
+      sync = urgent_ || absl::Now() >= last_sync_ + options_.sync_interval;
     }
-    absl::StatusOr<int64_t> shipped = ShipOnce();
+    absl::StatusOr<int64_t> shipped = [&] {
+      std::lock_guard ship(ship_mu_);
+      return ShipOnceLocked(sync);
+    }();
     if (use_idle) {
       // Keeping up unless the round filled a batch (or failed: retrying stays in the background).
       const bool keeping_up =
@@ -236,8 +273,15 @@ void Shipper::Run() {
     backoff = std::min(options_.retry_max, std::max(options_.retry_initial, backoff * 2));
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
-    if (stop_) return;
+    if (stop_) break;
     work_ = true;
+  }
+  // Stopping: what is in the store becomes durable and the checkpoint follows (else the next
+  // start re-ships it, which is harmless).
+  std::lock_guard ship(ship_mu_);
+  if (absl::Status s = SyncLocked(); !s.ok()) {
+    Warn(absl::StrCat("usage ledger store not synced at stop (the next start re-ships from ",
+                      PosText(checkpointed()), "): ", s.ToString()));
   }
 }
 
@@ -265,14 +309,14 @@ absl::Status Shipper::Flush(absl::Duration timeout) {
   const WalPosition target = wal_->DurableEnd();
   const absl::Time deadline = absl::Now() + timeout;
   std::unique_lock lock(mu_);
-  while (shipped_ < target) {
+  while (checkpointed_ < target) {
     if (!thread_.joinable()) {
-      const WalPosition before = shipped_;
+      const WalPosition before = checkpointed_;
       lock.unlock();
       absl::StatusOr<int64_t> n = ShipOnce();
       if (!n.ok()) return n.status();
       lock.lock();
-      if (shipped_ == before) {
+      if (checkpointed_ == before) {
         return absl::InternalError(absl::StrCat("usage ledger WAL ends at ", PosText(shipped_),
                                                 " before its durable end ", PosText(target)));
       }
@@ -286,9 +330,10 @@ absl::Status Shipper::Flush(absl::Duration timeout) {
     } else if (cv_.wait_for(lock, absl::ToChronoMilliseconds(
                                       std::max(absl::ZeroDuration(), deadline - absl::Now()))) ==
                    std::cv_status::timeout &&
-               shipped_ < target) {
+               checkpointed_ < target) {
       return absl::DeadlineExceededError(
-          absl::StrCat("usage ledger not flushed to the store in time (shipped ", PosText(shipped_),
+          absl::StrCat("usage ledger not flushed to the store in time (shipped ",
+                       PosText(checkpointed_),
                        " of ", PosText(target), ")",
                        last_error_.ok() ? std::string()
                                         : absl::StrCat("; last error: ", last_error_.ToString())));
@@ -306,6 +351,11 @@ absl::Status Shipper::WithShippingPaused(
 WalPosition Shipper::shipped() const {
   std::lock_guard lock(mu_);
   return shipped_;
+}
+
+WalPosition Shipper::checkpointed() const {
+  std::lock_guard lock(mu_);
+  return checkpointed_;
 }
 
 absl::Status Shipper::last_error() const {

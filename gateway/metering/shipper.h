@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shipper: moves durable WAL records into the LedgerStore in batches, on a background thread.
-// After each store commit it writes a checkpoint (dir/shipped.checkpoint: how far it shipped) and
-// deletes the segments before it. A crash between the commit and the checkpoint re-ships the
-// batch; the store ignores request ids it has, so nothing is counted twice. The Wal and the store
-// must outlive the Shipper. All methods are thread-safe.
+// Each round commits a batch to the store; at most every sync_interval (and on Flush, ShipOnce and
+// Stop) it makes the store's commits durable (LedgerStore::Sync), then writes a checkpoint
+// (dir/shipped.checkpoint: how far the store is durably shipped) and deletes the segments before
+// it. A crash or power loss after a commit and before its checkpoint re-ships from the checkpoint;
+// the store ignores request ids it has, so nothing is counted twice and nothing the WAL dropped
+// can be lost. The Wal and the store must outlive the Shipper. All methods are thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -42,6 +44,11 @@ struct ShipperOptions {
   // caught up, so that sustained load cannot starve it. Only where the thread may return from
   // SCHED_IDLE (root, CAP_SYS_NICE, or RLIMIT_NICE >= 20 - its nice value); else nice alone.
   bool idle_while_keeping_up = true;
+  // The background thread syncs the store, writes the checkpoint and deletes shipped segments at
+  // most this often (zero: after every round). Each sync and checkpoint write flushes the device
+  // (three flushes on SQLite + ext4), and a flush delays the usage WAL's group commits that
+  // requests wait for; between them, records are in the store and still in the WAL.
+  absl::Duration sync_interval = absl::Seconds(1);
 };
 
 class Shipper {
@@ -60,25 +67,33 @@ class Shipper {
   // Stops and joins the thread; records not yet shipped stay in the WAL. Idempotent.
   void Stop();
 
-  // Ships one batch from the caller's thread: read, insert, checkpoint, delete shipped segments.
-  // Returns how many records it shipped (0: caught up). Blocks on the store.
+  // Ships one batch from the caller's thread: read, insert, sync the store, checkpoint, delete
+  // shipped segments. Returns how many records it shipped (0: caught up). Blocks on the store.
   absl::StatusOr<int64_t> ShipOnce();
 
-  // Waits until every record durable when called is in the store. Ships inline when the thread is
-  // not running. DeadlineExceeded (with the last store error) on timeout.
+  // Waits until every record durable in the WAL when called is durably in the store (and the
+  // checkpoint says so). Ships inline when the thread is not running. DeadlineExceeded (with the
+  // last store error) on timeout.
   absl::Status Flush(absl::Duration timeout = absl::InfiniteDuration());
 
   // Runs `fn` with shipping held still, given how far shipping has got: records before that
   // position are in the store, records from it on are only in the WAL.
   absl::Status WithShippingPaused(const std::function<absl::Status(WalPosition shipped)>& fn);
 
+  // Records before shipped() are in the store (visible to its readers); records before
+  // checkpointed() are durably so, and the WAL may have dropped them.
   WalPosition shipped() const;
+  WalPosition checkpointed() const;
   absl::Status last_error() const;  // the latest store failure, OK after a success
 
  private:
   Shipper(Wal* wal, LedgerStore* store, ShipperOptions options);
   absl::Status WriteCheckpoint(WalPosition pos);
-  absl::StatusOr<int64_t> ShipOnceLocked();
+  // One round (ship_mu_ held): a batch into the store; then, with `sync`, SyncLocked().
+  absl::StatusOr<int64_t> ShipOnceLocked(bool sync);
+  // Store sync, checkpoint at shipped_, segments before it deleted (ship_mu_ held); nothing when
+  // the checkpoint is there already.
+  absl::Status SyncLocked();
   void Run();
   void Warn(std::string_view message) const;
   // Shipper thread only: SCHED_IDLE (true) or SCHED_OTHER (false) for the calling thread.
@@ -96,6 +111,8 @@ class Shipper {
   mutable std::mutex mu_;
   std::condition_variable cv_;  // shipped_ moved, work arrived, or stop
   WalPosition shipped_;
+  WalPosition checkpointed_;       // <= shipped_
+  absl::Time last_sync_;           // when checkpointed_ last moved (or the shipper opened)
   absl::Status last_error_;
   bool work_ = true;
   bool idle_ = false;           // the thread waits for work_ (the durable listener must wake it)

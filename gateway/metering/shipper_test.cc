@@ -27,7 +27,8 @@ using testing::SegmentFiles;
 using testing::TestRecord;
 
 // Wraps a store: can fail the next N inserts before (down) or after (commit, then lose the
-// reply) the commit, and counts what it was asked to insert.
+// reply) the commit, or its syncs; counts what it was asked to insert and sync; and can lose
+// power, forgetting every record inserted since its last successful sync.
 class FaultyStore : public LedgerStore {
  public:
   absl::StatusOr<int64_t> Insert(std::span<const UsageRecord> records) override {
@@ -36,7 +37,7 @@ class FaultyStore : public LedgerStore {
       fail_before--;
       return absl::UnavailableError("store down");
     }
-    auto added = inner.Insert(records);
+    auto added = inner->Insert(records);
     if (fail_after > 0) {
       fail_after--;
       return absl::UnavailableError("connection lost after commit");
@@ -44,23 +45,41 @@ class FaultyStore : public LedgerStore {
     return added;
   }
   absl::StatusOr<std::vector<UsageRow>> Query(const UsageQuery& q) override {
-    return inner.Query(q);
+    return inner->Query(q);
   }
   absl::Status Scan(int64_t since, const std::function<void(const UsageRecord&)>& fn) override {
-    return inner.Scan(since, fn);
+    return inner->Scan(since, fn);
+  }
+  absl::Status Sync() override {
+    if (fail_sync) return absl::UnavailableError("sync failed");
+    std::lock_guard lock(mu);
+    synced.clear();
+    EXPECT_TRUE(inner->Scan(INT64_MIN, [&](const UsageRecord& r) { synced.push_back(r); }).ok());
+    syncs++;
+    return absl::OkStatus();
+  }
+  void LosePower() {
+    std::lock_guard lock(mu);
+    inner = std::make_unique<MemoryLedgerStore>();
+    EXPECT_TRUE(inner->Insert(synced).ok());
   }
 
-  MemoryLedgerStore inner;
+  std::unique_ptr<MemoryLedgerStore> inner = std::make_unique<MemoryLedgerStore>();
   std::atomic<int> fail_before{0};
   std::atomic<int> fail_after{0};
+  std::atomic<bool> fail_sync{false};
   std::atomic<int64_t> inserted_total{0};
+  std::atomic<int> syncs{0};
+  std::mutex mu;
+  std::vector<UsageRecord> synced;  // guarded by mu: the records as of the last sync
 };
 
 struct Fixture {
   explicit Fixture(uint64_t segment_bytes = 2048) {
     wal = Wal::Open({.dir = dir.path(), .segment_bytes = segment_bytes}).value();
   }
-  std::unique_ptr<Shipper> OpenShipper(size_t batch = 16) {
+  std::unique_ptr<Shipper> OpenShipper(size_t batch = 16,
+                                       absl::Duration sync_interval = absl::Seconds(1)) {
     auto s = Shipper::Open(wal.get(), &store,
                            {.max_batch_records = batch,
                             .retry_initial = absl::Milliseconds(1),
@@ -69,7 +88,8 @@ struct Fixture {
                             .warn = [this](std::string_view w) {
                               std::lock_guard lock(warnings_mu);
                               warnings.emplace_back(w);
-                            }});
+                            },
+                            .sync_interval = sync_interval});
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
@@ -123,8 +143,70 @@ TEST(ShipperTest, BackgroundThreadFollowsAppendsAndFlushWaits) {
   for (auto& t : threads) t.join();
   ASSERT_TRUE(shipper->Flush().ok());
   f.ExpectStoreHolds(400);
+  EXPECT_EQ(shipper->checkpointed(), f.wal->DurableEnd()) << "Flush waits for the sync";
+  EXPECT_GE(f.store.syncs.load(), 1);
   shipper->Stop();
   shipper->Stop();  // idempotent
+}
+
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(20)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// Background rounds commit to the store at once but sync it (and move the checkpoint, and delete
+// segments) at most every sync_interval; an idle shipper still syncs when the interval is up.
+TEST(ShipperTest, BackgroundRoundsSyncTheStoreOncePerInterval) {
+  Fixture f;
+  f.Append(0, 100);
+  const size_t segments = SegmentFiles(f.dir.path()).size();
+  auto shipper = f.OpenShipper(/*batch=*/16, /*sync_interval=*/absl::Milliseconds(700));
+  shipper->Start();
+  ASSERT_TRUE(WaitFor([&] { return shipper->shipped() == f.wal->DurableEnd(); }));
+  f.ExpectStoreHolds(100);
+  const int syncs_while_shipping = f.store.syncs.load();
+  EXPECT_LE(syncs_while_shipping, 1) << "7 rounds, one sync at most (the interval is not up)";
+  if (syncs_while_shipping == 0) {
+    EXPECT_EQ(shipper->checkpointed(), f.wal->Start());
+    EXPECT_EQ(SegmentFiles(f.dir.path()).size(), segments) << "no segment goes before the sync";
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return shipper->checkpointed() == f.wal->DurableEnd() &&
+           SegmentFiles(f.dir.path()).size() == 1u;  // they go right after the checkpoint
+  })) << "an idle shipper syncs when the interval is up";
+  EXPECT_NE(f.Checkpoint().find("weft-ledger-checkpoint v1 "), std::string::npos);
+  const int syncs = f.store.syncs.load();
+  EXPECT_GE(syncs, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  EXPECT_EQ(f.store.syncs.load(), syncs) << "nothing new: no more syncs";
+}
+
+// Power fails after the store committed batches it had not synced: the store forgets them, the
+// checkpoint had not moved past them and their segments were kept, so the next start re-ships them.
+TEST(ShipperTest, PowerLossBeforeTheStoreSyncLosesNoRecord) {
+  Fixture f;
+  f.Append(0, 100);
+  {
+    auto shipper = f.OpenShipper(/*batch=*/16, /*sync_interval=*/absl::Hours(1));
+    shipper->Start();
+    ASSERT_TRUE(WaitFor([&] { return shipper->shipped() == f.wal->DurableEnd(); }));
+    f.ExpectStoreHolds(100);
+    EXPECT_EQ(f.store.syncs.load(), 0);
+    f.store.fail_sync = true;  // the power goes before the shipper's stop could sync
+  }
+  f.store.LosePower();
+  EXPECT_EQ(f.store.inner->size(), 0u);
+  f.store.fail_sync = false;
+  f.wal.reset();
+  f.wal = Wal::Open({.dir = f.dir.path(), .segment_bytes = 2048}).value();
+  auto shipper = f.OpenShipper();
+  ASSERT_TRUE(shipper->Flush().ok());
+  f.ExpectStoreHolds(100);
+  EXPECT_EQ(shipper->checkpointed(), f.wal->DurableEnd());
 }
 
 // The shipper thread's scheduling policy (Linux), found by its name; -1 if there is no such thread.
@@ -198,7 +280,7 @@ TEST(ShipperTest, ReshippingAfterCommitWithoutCheckpointCreatesNoDuplicates) {
   auto shipper = f.OpenShipper(/*batch=*/10);
   f.store.fail_after = 1;
   EXPECT_FALSE(shipper->ShipOnce().ok());
-  EXPECT_EQ(f.store.inner.size(), 10u);           // committed
+  EXPECT_EQ(f.store.inner->size(), 10u);           // committed
   EXPECT_EQ(shipper->shipped(), f.wal->Start());  // but not checkpointed
   ASSERT_TRUE(shipper->Flush().ok());
   f.ExpectStoreHolds(30);
@@ -241,10 +323,10 @@ TEST(ShipperTest, PausedShippingHoldsStill) {
   shipper->Start();
   ASSERT_TRUE(shipper
                   ->WithShippingPaused([&](WalPosition shipped) {
-                    const size_t before = f.store.inner.size();
+                    const size_t before = f.store.inner->size();
                     f.Append(10, 20);
                     std::this_thread::sleep_for(std::chrono::milliseconds(30));
-                    EXPECT_EQ(f.store.inner.size(), before);
+                    EXPECT_EQ(f.store.inner->size(), before);
                     EXPECT_EQ(shipper->shipped(), shipped);
                     return absl::OkStatus();
                   })
