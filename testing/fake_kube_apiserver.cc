@@ -967,9 +967,10 @@ absl::Status FakeKubeApiServer::Listen(uint16_t port) {
       {"pods", "/api/v1/namespaces/{ns}/pods"},
   };
   for (const auto& [resource, base] : bases) {
-    auto handler = [state = state_, resource](const http::Request& req,
-                                              std::shared_ptr<http::ResponseWriter> w) {
-      state->Serve(resource, req, w);
+    // Captured by a named copy: clang 14 cannot capture a structured binding.
+    auto handler = [state = state_, kind = resource](const http::Request& req,
+                                                     std::shared_ptr<http::ResponseWriter> w) {
+      state->Serve(kind, req, w);
     };
     server->Handle("GET", base, handler);
     if (resource != "pods") server->Handle("POST", base, handler);

@@ -321,7 +321,10 @@ absl::Status KubernetesProvider::AdoptDeployments() {
     r.status.deployment = r.spec.deployment;
     r.status.phase = ReplicaPhase::kStarting;
     r.status.endpoint = Endpoint(r.object, 0);
-    absl::SimpleAtoi(Str(ann, kAnnotationStartedMs), &r.status.started_ms);
+    // An absent or damaged annotation: start time unknown (0).
+    if (!absl::SimpleAtoi(Str(ann, kAnnotationStartedMs), &r.status.started_ms)) {
+      r.status.started_ms = 0;
+    }
     r.terminating = r.deleted = Field(meta, "deletionTimestamp").is_string();
     r.ready_deadline = Clock::now() + Seconds(options_.ready_timeout_s);
     replicas_.emplace(r.spec.id, std::move(r));
@@ -563,7 +566,10 @@ absl::StatusOr<ReplicaStatus> KubernetesProvider::Provision(const ReplicaSpec& s
                                                 " is still being deleted; retry"));
       } else {
         instance = Str(Field(meta, "labels"), kLabelInstance);
-        absl::SimpleAtoi(Str(Field(meta, "annotations"), kAnnotationStartedMs), &started_ms);
+        if (!absl::SimpleAtoi(Str(Field(meta, "annotations"), kAnnotationStartedMs),
+                              &started_ms)) {
+          started_ms = 0;
+        }
       }
     }
   }
