@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# A/B of two gateway builds under the same load at the same time: both gateways run in front of
+# one nginx upstream (the one bench/compare_gateway.sh uses), each with its own key and ledger, and
+# open-loop runs at each RATE alternate between them, A B A B ..., so that both see the same host
+# noise. On a shared VM the p99 of one run swings by 2-5x from minute to minute; a change to the
+# request path is only visible as a difference between interleaved runs.
+#
+# Usage: bench/ab_gateway.sh A_BUILD B_BUILD [--rates "1000 5000"] [-r ROUNDS] [-d SECONDS]
+#          [-c CONNS] [--io-threads T] [--b-env "VAR=VALUE ..."] [--port BASE] [--keep DIR]
+# A_BUILD, B_BUILD: build folders with cli/weft (the load generator comes from A_BUILD's
+# bench/gateway/weft_ratebench). Defaults: rates "1000", 6 rounds of 10 s (after a 1 s warm-up), 32
+# connections, io_threads 2, ports BASE (upstream), BASE+1 (A), BASE+2 (B), BASE 18280.
+# --b-env: environment for gateway B only (the same binary twice, to try a setting).
+# Prints one line per run and, per rate, the medians of p50 / p99 / p99.9 over the rounds.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[ $# -ge 2 ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+A_BUILD="$1"; B_BUILD="$2"; shift 2
+RATES="1000"; ROUNDS=6; DURATION=10; CONNS=32; IO_THREADS=2; B_ENV=""; PORT=18280; KEEP=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rates) RATES="$2"; shift 2 ;;
+    -r|--rounds) ROUNDS="$2"; shift 2 ;;
+    -d|--duration) DURATION="$2"; shift 2 ;;
+    -c|--conns) CONNS="$2"; shift 2 ;;
+    --io-threads) IO_THREADS="$2"; shift 2 ;;
+    --b-env) B_ENV="$2"; shift 2 ;;
+    --port) PORT="$2"; shift 2 ;;
+    --keep) KEEP="$2"; shift 2 ;;
+    *) echo "ab_gateway: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+RATEBENCH="$A_BUILD/bench/gateway/weft_ratebench"
+NGINX="${NGINX:-/usr/sbin/nginx}"
+for b in "$A_BUILD/cli/weft" "$B_BUILD/cli/weft" "$RATEBENCH" "$NGINX"; do
+  [ -x "$b" ] || { echo "ab_gateway: no $b" >&2; exit 1; }
+done
+if [ -n "$KEEP" ]; then WORK="$KEEP"; mkdir -p "$WORK"; else WORK="$(mktemp -d)"; fi
+chmod 755 "$WORK"
+UP_PORT=$PORT
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -z "$KEEP" ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+BENCH_NAME=ab_gateway
+# shellcheck source=bench/gateway/bench_lib.sh
+source "$REPO_ROOT/bench/gateway/bench_lib.sh"
+start_upstream
+
+declare -A KEYS PORTS
+start_gateway() {  # NAME BUILD PORT ENV
+  local dir="$WORK/$1"
+  mkdir -p "$dir"
+  KEYS[$1]="$("$2/cli/weft" keys create --data "$dir" --tenant bench --deployments bench 2>"$dir/keys.log" | tail -1)"
+  [ -n "${KEYS[$1]}" ] || { echo "ab_gateway: weft keys create failed:" >&2; cat "$dir/keys.log" >&2; exit 1; }
+  PORTS[$1]=$3
+  gateway_yaml "$dir" "$3" "$IO_THREADS"
+  # shellcheck disable=SC2086
+  env $4 "$2/cli/weft" gateway --config "$dir/gateway.yaml" --quiet >"$dir/gateway.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$3/health"
+  local i code=""
+  for ((i = 0; i < 100; ++i)); do
+    code="$(curl -s -m 2 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${KEYS[$1]}" \
+            -H 'Content-Type: application/json' -d "$BODY" "http://127.0.0.1:$3/v1/completions" || true)"
+    [ "$code" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "ab_gateway: gateway $1 answers $code" >&2; exit 1
+}
+start_gateway A "$A_BUILD" $((PORT + 1)) ""
+start_gateway B "$B_BUILD" $((PORT + 2)) "$B_ENV"
+echo "ab_gateway: A $A_BUILD :$((PORT + 1)), B $B_BUILD${B_ENV:+ ($B_ENV)} :$((PORT + 2)); work $WORK" >&2
+
+run() {  # NAME RATE SECONDS WARMUP -> "p50 p99 p999"
+  "$RATEBENCH" --url "http://127.0.0.1:${PORTS[$1]}/v1/completions" --rate "$2" --duration "$3" \
+    --warmup "$4" --connections "$CONNS" -H "Authorization: Bearer ${KEYS[$1]}" --body "$BODY" \
+    2>/dev/null | sed -E 's/.*"p50_ms":([0-9.]+).*"p99_ms":([0-9.]+).*"p999_ms":([0-9.]+).*/\1 \2 \3/'
+}
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+for rate in $RATES; do
+  run A "$rate" 2 0 >/dev/null; run B "$rate" 2 0 >/dev/null
+  : >"$WORK/runs.$rate"
+  for ((r = 1; r <= ROUNDS; ++r)); do
+    for g in A B; do
+      line="$(run "$g" "$rate" "$DURATION" 1)"
+      echo "$g $rate $r $line" >>"$WORK/runs.$rate"
+      echo "ab_gateway: $g @$rate round $r: p50 p99 p99.9 ms = $line" >&2
+    done
+  done
+  for g in A B; do
+    printf '%s @%s req/s, median of %s rounds: p50 %s ms, p99 %s ms, p99.9 %s ms (p99 by round: %s)\n' \
+      "$g" "$rate" "$ROUNDS" \
+      "$(awk -v g="$g" '$1 == g {print $4}' "$WORK/runs.$rate" | median)" \
+      "$(awk -v g="$g" '$1 == g {print $5}' "$WORK/runs.$rate" | median)" \
+      "$(awk -v g="$g" '$1 == g {print $6}' "$WORK/runs.$rate" | median)" \
+      "$(awk -v g="$g" '$1 == g {printf "%s ", $5}' "$WORK/runs.$rate" | sed 's/ $//')"
+  done
+done

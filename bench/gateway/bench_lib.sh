@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared by bench/compare_gateway.sh and bench/ab_gateway.sh (sourced, not run): the request body,
+# the fixed completion and the nginx upstream that serves it. Uses the caller's WORK (a folder),
+# NGINX (the nginx binary), PIDS (an array: started processes) and UP_PORT; logs as $BENCH_NAME.
+
+# wait_http URL [HEADER]: up to 20 s for a 200.
+wait_http() {
+  local i
+  for ((i = 0; i < 200; ++i)); do
+    if curl -sf -m 1 -o /dev/null ${2:+-H "$2"} "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "${BENCH_NAME:-bench}: no 200 from $1" >&2; return 1
+}
+
+COMPLETION='{"id":"cmpl-bench","object":"text_completion","created":1700000000,"model":"bench","choices":[{"index":0,"text":" a fixed answer from the bench upstream","logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":6,"completion_tokens":8,"total_tokens":14}}'
+BODY='{"model":"bench","prompt":"The gateway benchmark says hello","max_tokens":8}'
+
+# nginx_conf NAME WORKERS SERVER_BLOCK: a self-contained nginx config under $WORK/NAME.
+nginx_conf() {
+  local dir="$WORK/$1"
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes $2;
+$( [ "$(id -u)" = 0 ] && echo "user root root;" )
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  default_type application/json;
+$3
+}
+EOF
+}
+
+start_nginx() {  # NAME
+  "$NGINX" -p "$WORK/$1" -c "$WORK/$1/nginx.conf" -e "$WORK/$1/error.log" \
+    >"$WORK/$1/stdout.log" 2>&1 &
+  PIDS+=($!)
+  eval "${1^^}_PID=$!"
+}
+
+# start_upstream: the fast upstream on UP_PORT (fixed completion, /health, a load report).
+start_upstream() {
+  nginx_conf upstream 1 "  server {
+    listen 127.0.0.1:$UP_PORT backlog=4096;
+    location = /v1/completions { return 200 '$COMPLETION'; }
+    location = /health { return 200 '{\"status\":\"ok\"}'; }
+    location = /weft/v1/load { return 200 '{\"model\":\"bench\",\"ready\":true}'; }
+    location / { return 404; }
+  }"
+  start_nginx upstream
+  wait_http "http://127.0.0.1:$UP_PORT/health"
+}
+
+# gateway_yaml DIR PORT IO_THREADS: DIR/gateway.yaml for a gateway on PORT in front of the upstream
+# (ledger on in DIR, quotas unlimited, access log off by --quiet).
+gateway_yaml() {
+  cat >"$1/gateway.yaml" <<EOF
+listen: 127.0.0.1:$2
+io_threads: $3
+data_dir: $1
+limits:
+  header_timeout_s: 600
+  idle_timeout_s: 600
+  max_outstanding_per_replica: 100000
+health:
+  interval_s: 1
+  load_poll_interval_s: 0.5
+deployments:
+  bench:
+    replicas:
+      - id: up0
+        url: http://127.0.0.1:$UP_PORT
+EOF
+}
