@@ -30,7 +30,8 @@ struct ShipperOptions {
   absl::Duration retry_initial = absl::Milliseconds(50);  // backoff after a store error...
   absl::Duration retry_max = absl::Seconds(5);            // ...doubling up to this
   // Background rounds start at most this often: records that arrive meanwhile ship together in
-  // the next round (one store commit and one checkpoint write for all). Flush() skips the wait.
+  // the next round (one store commit for all; see sync_interval for the checkpoint). Flush()
+  // skips the wait.
   absl::Duration min_interval = absl::ZeroDuration();
   std::function<void(std::string_view)> warn{};  // default: stderr
   // The shipper thread's nice value, relative to the process (Linux: per thread): background
