@@ -106,6 +106,7 @@ class Shipper {
   LedgerStore* const store_;
   const ShipperOptions options_;
   const std::string checkpoint_path_;
+  int checkpoint_fd_ = -1;  // ship_mu_: the checkpoint, open after this process's first one
 
   std::mutex ship_mu_;  // held for a whole ShipOnce, and by WithShippingPaused
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -128,6 +129,34 @@ TEST(ShipperTest, ShipsInBatchesCheckpointsAndDeletesShippedSegments) {
   EXPECT_EQ(shipper->shipped(), f.wal->DurableEnd());
   EXPECT_EQ(SegmentFiles(f.dir.path()).size(), 1u);  // only the active segment is left
   EXPECT_EQ(shipper->ShipOnce().value(), 0);
+}
+
+// After the first checkpoint of a process (written whole: temp file, rename), later ones rewrite
+// the same fixed-width file in place (one data block to flush, no rename or folder fsync).
+TEST(ShipperTest, CheckpointsAfterTheFirstRewriteTheFileInPlace) {
+  Fixture f;
+  std::ofstream(f.dir / "shipped.checkpoint") << "weft-ledger-checkpoint v1 0 0\n";  // older style
+  f.Append(0, 40);
+  auto shipper = f.OpenShipper(/*batch=*/8);
+  auto inode = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat((f.dir / "shipped.checkpoint").c_str(), &st), 0);
+    return std::pair<ino_t, off_t>(st.st_ino, st.st_size);
+  };
+  ASSERT_EQ(shipper->ShipOnce().value(), 8);
+  const auto first = inode();
+  EXPECT_EQ(first.second, static_cast<off_t>(f.Checkpoint().size()));
+  ASSERT_TRUE(shipper->Flush().ok());
+  EXPECT_EQ(inode(), first) << "same file, same size";
+  f.ExpectStoreHolds(40);
+  // A restart reads it (fixed-width numbers parse like any others) and ships nothing twice.
+  shipper.reset();
+  f.Append(40, 50);
+  const int64_t inserted = f.store.inserted_total.load();
+  shipper = f.OpenShipper();
+  ASSERT_TRUE(shipper->Flush().ok());
+  EXPECT_EQ(f.store.inserted_total.load() - inserted, 10);
+  f.ExpectStoreHolds(50);
 }
 
 TEST(ShipperTest, BackgroundThreadFollowsAppendsAndFlushWaits) {
