@@ -3,15 +3,17 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 
 namespace weft::gateway {
 namespace {
-
-using json = nlohmann::json;
 
 int64_t Clamp(uint64_t v) {
   return v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
@@ -19,52 +21,164 @@ int64_t Clamp(uint64_t v) {
              : static_cast<int64_t>(v);
 }
 
-// Tracks the path of the current value down to depth 3 (top object -> usage ->
-// prompt_tokens_details); deeper values only move the depth.
-class Sax {
- public:
-  explicit Sax(std::string_view client_model) : client_model_(client_model) {}
+int HexDigit(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
-  bool null() { return Scalar(Kind::kOther, 0, {}); }
-  bool boolean(bool) { return Scalar(Kind::kOther, 0, {}); }
-  bool number_integer(json::number_integer_t v) {
-    return v >= 0 ? Scalar(Kind::kCount, static_cast<uint64_t>(v), {})
-                  : Scalar(Kind::kOther, 0, {});
+// Four hex digits at `p` (the caller checked there are four bytes): the code unit, or -1.
+int32_t Hex4(const unsigned char* p) {
+  int32_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    const int d = HexDigit(p[i]);
+    if (d < 0) return -1;
+    v = (v << 4) | d;
   }
-  bool number_unsigned(json::number_unsigned_t v) { return Scalar(Kind::kCount, v, {}); }
-  bool number_float(json::number_float_t, const std::string&) {
-    return Scalar(Kind::kOther, 0, {});
-  }
-  bool string(std::string& s) { return Scalar(Kind::kString, 0, s); }
-  bool binary(json::binary_t&) { return Scalar(Kind::kOther, 0, {}); }
+  return v;
+}
 
-  bool start_object(std::size_t) {
-    if (depth_ == 0) {
-      top_is_object_ = true;
-    } else {
-      OnValue(Kind::kObject, 0, {});
+// Bytes that stand for themselves inside a string: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// The decoded text of a string's contents that ScanString already validated (escapes included).
+std::string Unescape(std::string_view raw) {
+  std::string out;
+  out.reserve(raw.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(raw.data());
+  const unsigned char* end = p + raw.size();
+  while (p < end) {
+    if (*p != '\\') {
+      out.push_back(static_cast<char>(*p++));
+      continue;
     }
-    return Enter(true);
+    const unsigned char e = p[1];
+    p += 2;
+    switch (e) {
+      case 'b': out.push_back('\b'); break;
+      case 'f': out.push_back('\f'); break;
+      case 'n': out.push_back('\n'); break;
+      case 'r': out.push_back('\r'); break;
+      case 't': out.push_back('\t'); break;
+      case 'u': {
+        uint32_t cp = static_cast<uint32_t>(Hex4(p));
+        p += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {  // validated: a low surrogate follows
+          const uint32_t lo = static_cast<uint32_t>(Hex4(p + 2));
+          p += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        AppendUtf8(cp, &out);
+        break;
+      }
+      default: out.push_back(static_cast<char>(e)); break;  // '"', '\\', '/'
+    }
   }
-  bool end_object() { return Leave(); }
-  bool start_array(std::size_t) {
-    if (depth_ > 0) OnValue(Kind::kOther, 0, {});
-    return Enter(false);
-  }
-  bool end_array() { return Leave(); }
-  bool key(std::string& k) {
-    if (depth_ <= kTracked) key_[depth_] = Key(k);
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
-    return false;
-  }
+  return out;
+}
 
-  bool ok() const { return top_is_object_; }
-  const AnswerFacts& facts() const { return facts_; }
+// One pass over the bytes that validates them as JSON (RFC 8259, as nlohmann's strict parser
+// does: UTF-8 checked, paired surrogates, no trailing content) and reads the few values the
+// gateway needs on the way. Iterative, so nesting depth costs heap, not stack.
+class Scanner {
+ public:
+  Scanner(std::string_view body, std::string_view client_model)
+      : p_(reinterpret_cast<const unsigned char*>(body.data())),
+        end_(p_ + body.size()),
+        client_model_(client_model) {}
+
+  std::optional<AnswerFacts> Run() {
+    if (end_ - p_ >= 3 && p_[0] == 0xEF && p_[1] == 0xBB && p_[2] == 0xBF) p_ += 3;  // a BOM
+    SkipWs();
+    if (p_ == end_ || *p_ != '{') return std::nullopt;  // not an object (valid or not)
+    ++p_;
+    Enter(true);
+    Next next = Next::kKeyOrClose;
+    for (;;) {
+      SkipWs();
+      if (p_ == end_) return std::nullopt;
+      const unsigned char c = *p_;
+      switch (next) {
+        case Next::kKeyOrClose:
+        case Next::kKey:
+          if (c == '}' && next == Next::kKeyOrClose) {
+            ++p_;
+            if (Leave()) return Done();
+            next = Next::kCommaOrClose;
+            break;
+          }
+          if (c != '"' || !ReadKey()) return std::nullopt;
+          SkipWs();
+          if (p_ == end_ || *p_ != ':') return std::nullopt;
+          ++p_;
+          next = Next::kValue;
+          break;
+        case Next::kValueOrClose:
+        case Next::kValue:
+          if (c == ']' && next == Next::kValueOrClose) {
+            ++p_;
+            if (Leave()) return Done();
+            next = Next::kCommaOrClose;
+            break;
+          }
+          if (c == '{') {
+            ++p_;
+            OnValue(Kind::kObject, 0, false);
+            Enter(true);
+            next = Next::kKeyOrClose;
+          } else if (c == '[') {
+            ++p_;
+            OnValue(Kind::kOther, 0, false);
+            Enter(false);
+            next = Next::kValueOrClose;
+          } else {
+            if (!ReadScalar()) return std::nullopt;
+            next = Next::kCommaOrClose;
+          }
+          break;
+        case Next::kCommaOrClose: {
+          const bool object = stack_.back() != 0;
+          if (c == ',') {
+            ++p_;
+            next = object ? Next::kKey : Next::kValue;
+          } else if (c == (object ? '}' : ']')) {
+            ++p_;
+            if (Leave()) return Done();
+          } else {
+            return std::nullopt;
+          }
+          break;
+        }
+      }
+    }
+  }
 
  private:
   static constexpr int kTracked = 3;
+  enum class Next { kKeyOrClose, kKey, kValueOrClose, kValue, kCommaOrClose };
   enum class Kind { kString, kCount, kObject, kOther };
   enum class K { kOther, kModel, kUsage, kPrompt, kCompletion, kDetails, kCached };
 
@@ -79,23 +193,198 @@ class Sax {
   }
   static int64_t Count(Kind kind, uint64_t v) { return kind == Kind::kCount ? Clamp(v) : 0; }
 
-  bool Scalar(Kind kind, uint64_t v, std::string_view s) {
-    if (depth_ == 0) return true;  // a top-level scalar: not an object (ok() stays false)
-    OnValue(kind, v, s);
+  std::optional<AnswerFacts> Done() {
+    SkipWs();
+    // Trailing content fails; a NUL byte ends the input as it does for nlohmann (a C string's end).
+    if (p_ != end_ && *p_ != 0) return std::nullopt;
+    return facts_;
+  }
+
+  void SkipWs() {
+    while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+
+  // At an opening quote: validates the string and leaves p_ past its closing quote. `raw` gets
+  // the contents as written, `escaped` whether they hold a backslash.
+  bool ScanString(std::string_view* raw, bool* escaped) {
+    ++p_;
+    const unsigned char* start = p_;
+    *escaped = false;
+    for (;;) {
+      // The common case first: a run of printable ASCII.
+      while (p_ != end_ && kPlain[*p_]) ++p_;
+      if (p_ == end_) return false;
+      const unsigned char c = *p_;
+      if (c == '"') {
+        *raw = std::string_view(reinterpret_cast<const char*>(start),
+                                static_cast<size_t>(p_ - start));
+        ++p_;
+        return true;
+      }
+      if (c == '\\') {
+        *escaped = true;
+        if (end_ - p_ < 2) return false;
+        const unsigned char e = p_[1];
+        p_ += 2;
+        switch (e) {
+          case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            break;
+          case 'u': {
+            if (end_ - p_ < 4) return false;
+            const int32_t cp = Hex4(p_);
+            if (cp < 0) return false;
+            p_ += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+              if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u') return false;
+              const int32_t lo = Hex4(p_ + 2);
+              if (lo < 0xDC00 || lo > 0xDFFF) return false;
+              p_ += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+              return false;  // a low surrogate alone
+            }
+            break;
+          }
+          default:
+            return false;
+        }
+        continue;
+      }
+      if (c < 0x20) return false;  // control characters must be escaped
+      // A multi-byte UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF).
+      int more;
+      unsigned char lo = 0x80, hi = 0xBF;
+      if (c >= 0xC2 && c <= 0xDF) {
+        more = 1;
+      } else if (c == 0xE0) {
+        more = 2;
+        lo = 0xA0;
+      } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        more = 2;
+      } else if (c == 0xED) {
+        more = 2;
+        hi = 0x9F;
+      } else if (c == 0xF0) {
+        more = 3;
+        lo = 0x90;
+      } else if (c >= 0xF1 && c <= 0xF3) {
+        more = 3;
+      } else if (c == 0xF4) {
+        more = 3;
+        hi = 0x8F;
+      } else {
+        return false;
+      }
+      if (end_ - p_ <= more) return false;
+      if (p_[1] < lo || p_[1] > hi) return false;
+      for (int i = 2; i <= more; ++i) {
+        if (p_[i] < 0x80 || p_[i] > 0xBF) return false;
+      }
+      p_ += more + 1;
+    }
+  }
+
+  // At a key's opening quote.
+  bool ReadKey() {
+    std::string_view raw;
+    bool escaped;
+    if (!ScanString(&raw, &escaped)) return false;
+    if (depth_ <= kTracked && on_path_[depth_]) {
+      key_[depth_] = escaped ? Key(Unescape(raw)) : Key(raw);
+    }
+    return true;
+  }
+
+  // A string, number or literal (anything else fails).
+  bool ReadScalar() {
+    const unsigned char c = *p_;
+    if (c == '"') {
+      std::string_view raw;
+      bool escaped;
+      if (!ScanString(&raw, &escaped)) return false;
+      bool model_equal = false;
+      if (depth_ == 1 && key_[1] == K::kModel) {
+        model_equal = escaped ? Unescape(raw) == client_model_ : raw == client_model_;
+      }
+      OnValue(Kind::kString, 0, model_equal);
+      return true;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) return ReadNumber();
+    if (Literal("true") || Literal("false") || Literal("null")) {
+      OnValue(Kind::kOther, 0, false);
+      return true;
+    }
+    return false;
+  }
+
+  bool Literal(std::string_view word) {
+    if (static_cast<size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0) {
+      return false;
+    }
+    p_ += word.size();
+    return true;
+  }
+
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? ; a count only when it is a non-negative
+  // integer that fits 64 bits unsigned (anything else is a float or negative to nlohmann: 0). As
+  // for nlohmann, a number whose double value overflows (1e400, or 400 digits) is invalid JSON.
+  bool ReadNumber() {
+    const unsigned char* start = p_;
+    bool count = true;
+    if (*p_ == '-') {
+      count = false;
+      ++p_;
+    }
+    if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+    uint64_t v = 0;
+    bool overflow = false;
+    if (*p_ == '0') {
+      ++p_;
+    } else {
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+        const uint64_t d = *p_ - '0';
+        if (v > (std::numeric_limits<uint64_t>::max() - d) / 10) overflow = true;
+        v = v * 10 + d;
+        ++p_;
+      }
+    }
+    const ptrdiff_t int_digits = p_ - start;
+    if (p_ != end_ && *p_ == '.') {
+      count = false;
+      ++p_;
+      if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    }
+    bool exponent = false;
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      count = false;
+      exponent = true;
+      ++p_;
+      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    }
+    if (overflow) count = false;
+    // Only an exponent or more than 300 integer digits can reach DBL_MAX (~1.8e308).
+    if (exponent || int_digits > 300) {
+      const std::string text(reinterpret_cast<const char*>(start), static_cast<size_t>(p_ - start));
+      if (std::isinf(std::strtod(text.c_str(), nullptr))) return false;
+    }
+    OnValue(count ? Kind::kCount : Kind::kOther, count ? v : 0, false);
     return true;
   }
 
   // A value at depth_ (inside the container entered last), under key_[depth_] when that
-  // container is an object on the tracked path.
-  void OnValue(Kind kind, uint64_t v, std::string_view s) {
+  // container is an object on the tracked path. The same rules as a parsed document: a later
+  // duplicate key replaces an earlier one.
+  void OnValue(Kind kind, uint64_t v, bool model_equal) {
     pending_usage_ = false;
     pending_details_ = false;
     if (depth_ > kTracked || !is_object_[depth_] || !on_path_[depth_]) return;
     const K k = key_[depth_];
     if (depth_ == 1) {
-      if (k == K::kModel) facts_.model_matches = kind == Kind::kString && s == client_model_;
+      if (k == K::kModel) facts_.model_matches = kind == Kind::kString && model_equal;
       if (k == K::kUsage) {
-        // A later "usage" replaces an earlier one, as in a parsed document.
         facts_.has_usage = kind == Kind::kObject;
         facts_.prompt_tokens = facts_.completion_tokens = facts_.cached_tokens = 0;
         pending_usage_ = kind == Kind::kObject;
@@ -112,7 +401,8 @@ class Sax {
     }
   }
 
-  bool Enter(bool object) {
+  void Enter(bool object) {
+    stack_.push_back(object ? 1 : 0);
     ++depth_;
     if (depth_ <= kTracked) {
       is_object_[depth_] = object;
@@ -124,21 +414,43 @@ class Sax {
     }
     pending_usage_ = false;
     pending_details_ = false;
-    return true;
   }
+  // Closes the innermost container; true when that was the top object.
   bool Leave() {
+    stack_.pop_back();
     --depth_;
-    return true;
+    return depth_ == 0;
   }
 
+  const unsigned char* p_;
+  const unsigned char* const end_;
   std::string_view client_model_;
+  // 1 = object, 0 = array, innermost last: the first levels inline, deeper ones on the heap.
+  struct Stack {
+    void push_back(uint8_t v) {
+      if (size < kInline) {
+        inline_[size] = v;
+      } else {
+        deep.push_back(v);
+      }
+      ++size;
+    }
+    void pop_back() {
+      --size;
+      if (size >= kInline) deep.pop_back();
+    }
+    uint8_t back() const { return size <= kInline ? inline_[size - 1] : deep.back(); }
+    static constexpr size_t kInline = 64;
+    std::array<uint8_t, kInline> inline_;
+    std::vector<uint8_t> deep;
+    size_t size = 0;
+  } stack_;
   int depth_ = 0;
   std::array<K, kTracked + 1> key_{};
   std::array<bool, kTracked + 1> is_object_{};
   std::array<bool, kTracked + 1> on_path_{};
   bool pending_usage_ = false;    // the value just begun is the top object's "usage" object
   bool pending_details_ = false;  // ... usage's "prompt_tokens_details" object
-  bool top_is_object_ = false;
   AnswerFacts facts_;
 };
 
@@ -153,11 +465,7 @@ int64_t CountField(const nlohmann::ordered_json& obj, std::string_view key) {
 }
 
 std::optional<AnswerFacts> ScanAnswer(std::string_view body, std::string_view client_model) {
-  Sax sax(client_model);
-  const bool parsed = json::sax_parse(body.begin(), body.end(), &sax, json::input_format_t::json,
-                                      /*strict=*/true);
-  if (!parsed || !sax.ok()) return std::nullopt;
-  return sax.facts();
+  return Scanner(body, client_model).Run();
 }
 
 }  // namespace weft::gateway

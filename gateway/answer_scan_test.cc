@@ -88,6 +88,53 @@ TEST(AnswerScanTest, NotOneObjectIsNullopt) {
   EXPECT_TRUE(ScanAnswer("  {}  \n", "m").has_value());
 }
 
+// nlohmann's strict parser is the reference for what is valid JSON: the scanner accepts exactly
+// the inputs it accepts (the fuzzer checks the same on arbitrary bytes).
+TEST(AnswerScanTest, AcceptsExactlyWhatNlohmannAccepts) {
+  const std::vector<std::string> cases = {
+      R"({"a":"\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\"})", R"({"a":"\ud83d"})", R"({"a":"\ude00"})",
+      R"({"a":"\ud83d\u0041"})", R"({"a":"\ud83dx"})", R"({"a":"\u12"})", R"({"a":"\uZZZZ"})",
+      R"({"a":"\x"})", "{\"a\":\"\x01\"}", "{\"a\":\"\x7f\"}", "{\"a\":\"\xc3\xa9\"}",
+      "{\"a\":\"\xc0\x80\"}", "{\"a\":\"\xc1\xbf\"}", "{\"a\":\"\xe0\x9f\xbf\"}",
+      "{\"a\":\"\xe0\xa0\x80\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xed\x9f\xbf\"}",
+      "{\"a\":\"\xef\xbf\xbf\"}", "{\"a\":\"\xf0\x8f\xbf\xbf\"}", "{\"a\":\"\xf0\x90\x80\x80\"}",
+      "{\"a\":\"\xf4\x8f\xbf\xbf\"}", "{\"a\":\"\xf4\x90\x80\x80\"}", "{\"a\":\"\xf5\x80\x80\x80\"}",
+      "{\"a\":\"\xe2\x82\"}", "{\"a\":\"\xe2\x82", "{\"a\":\"\x80\"}",
+      "\xef\xbb\xbf{}", "\xef\xbb{}", " \xef\xbb\xbf{}", std::string("{\"a\":\"\0\"}", 9),
+      std::string("{}\0", 3), R"({"a":-})", R"({"a":-0})", R"({"a":01})", R"({"a":1.})",
+      R"({"a":.5})", R"({"a":1e})", R"({"a":1e+})", R"({"a":1E-5})", R"({"a":+1})",
+      R"({"a":1.5e3})", R"({"a":-1.0})", R"({"a":tru})", R"({"a":trueX})", R"({"a":nul})",
+      R"({"a":[1,]})", R"({"a":[,1]})", R"({"a":1,})", R"({,"a":1})", R"({"a" 1})", R"({a:1})",
+      R"({"a":1 "b":2})", "{\"a\":\v1}", "{\"a\":\f1}", "\t{\"a\"\r\n:\n[ ]\t}\r\n", R"({"":{}})",
+      R"({"a":[[[]],{}]})", R"({"a":[}})", R"({"a":{]})", R"({"a":[1]]})", "{} ", "{}}",
+  };
+  for (const std::string& s : cases) {
+    const bool valid = nlohmann::json::accept(s);
+    EXPECT_EQ(ScanAnswer(s, "m").has_value(), valid) << s;
+  }
+}
+
+TEST(AnswerScanTest, EscapedNamesAndModelsCompareDecoded) {
+  auto f = ScanAnswer(
+      R"({"mod\u0065l":"cl\u0069ent","\u0075sage":{"prompt_tok\u0065ns":3,)"
+      R"("completion_tokens":4,"prompt_tokens_details":{"cached_tok\u0065ns":2}}})",
+      "client");
+  ASSERT_TRUE(f.has_value());
+  EXPECT_TRUE(f->model_matches);
+  EXPECT_TRUE(f->has_usage);
+  EXPECT_EQ(f->prompt_tokens, 3);
+  EXPECT_EQ(f->completion_tokens, 4);
+  EXPECT_EQ(f->cached_tokens, 2);
+  EXPECT_TRUE(ScanAnswer(R"({"model":"caf\u00e9 \ud83d\ude00"})", "caf\xc3\xa9 \xf0\x9f\x98\x80")
+                  ->model_matches);
+  EXPECT_FALSE(ScanAnswer(R"({"model":"client\u0000"})", "client")->model_matches);
+  // A count inside an array or a deeper object is not the answer's.
+  f = ScanAnswer(R"({"x":{"usage":{"prompt_tokens":9}},"usage":{"a":[{"prompt_tokens":9}]}})",
+                 "m");
+  EXPECT_TRUE(f->has_usage);
+  EXPECT_EQ(f->prompt_tokens, 0);
+}
+
 TEST(AnswerScanTest, DeepNestingIsNotACrash) {
   std::string deep(100000, '[');
   EXPECT_FALSE(ScanAnswer(R"({"a":)" + deep, "m").has_value());

@@ -2,9 +2,9 @@
 // Fuzzes what the gateway reads of replicas' answers (upstream bytes are untrusted):
 //  - the SSE splitter: arbitrary bytes fed in arbitrary pieces must never crash, and feeding in
 //    pieces equals feeding at once;
-//  - ScanAnswer: never throws or crashes, and agrees with a parsed document (nlohmann DOM) on
-//    whether the bytes are one object, on the model check and on every non-negative integer usage
-//    count.
+//  - ScanAnswer (a hand-written scanner): never crashes, and agrees with a parsed document
+//    (nlohmann DOM, the reference) on whether the bytes are valid JSON and one object, on the
+//    model check and on every non-negative integer usage count.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -38,7 +38,7 @@ void CheckScan(const std::string& s) {
   std::optional<weft::gateway::AnswerFacts> f = weft::gateway::ScanAnswer(s, model);
   const json j = json::parse(s, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    if (f.has_value()) std::abort();  // the same lexer: both reject
+    if (f.has_value()) std::abort();  // invalid JSON: both reject
     return;
   }
   if (f.has_value() != j.is_object()) std::abort();
