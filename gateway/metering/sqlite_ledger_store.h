@@ -43,7 +43,7 @@ class SqliteLedgerStore : public LedgerStore {
   absl::Status Exec(const char* sql);
   absl::Status Error(std::string_view what) const;
 
-  std::mutex mu_;
+  std::mutex mu_;  // guards every use of db_ (opened NOMUTEX)
   sqlite3* db_;
   bool unsynced_ = false;  // guarded by mu_: a commit since the last Sync
 };
