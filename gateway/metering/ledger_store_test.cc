@@ -227,6 +227,19 @@ TEST(SqliteLedgerStoreTest, TwoConnectionsShareTheFile) {
   EXPECT_EQ((*b)->Query({}).value().at(0).requests, 1);
 }
 
+// One tenant's usage reads the (tenant, time) index, not every record in the time range.
+TEST(SqliteLedgerStoreTest, OneTenantsQueryUsesTheTenantIndex) {
+  ScopedTempDir dir;
+  auto store = SqliteLedgerStore::Open({.path = dir / "l.sqlite"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto tenant = (*store)->ExplainQuery({.tenant = "acme", .group_by = UsageGroupBy::kKey});
+  ASSERT_TRUE(tenant.ok()) << tenant.status();
+  EXPECT_NE(tenant->find("usage_records_tenant_time"), std::string::npos) << *tenant;
+  auto all = (*store)->ExplainQuery({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_NE(all->find("usage_records_time"), std::string::npos) << *all;
+}
+
 // Inserts commit without a flush (synchronous=NORMAL); Sync() commits one FULL transaction (a
 // counter row, which the fsync of SQLite's WAL makes durable with every earlier frame), and only
 // when something was inserted since the last one.

@@ -164,22 +164,28 @@ absl::Status SqliteLedgerStore::Sync() {
   return s;
 }
 
-absl::StatusOr<std::vector<UsageRow>> SqliteLedgerStore::Query(const UsageQuery& query) {
-  std::lock_guard lock(mu_);
-  const std::string sql = absl::StrCat(
+// The filters a query does not use are left out of the SQL rather than written as
+// "(?3 = '' OR tenant = ?3)": SQLite plans before it sees the values, and with the OR it could
+// not use the (tenant, time) index even for one tenant's usage.
+std::string QuerySql(const UsageQuery& query) {
+  return absl::StrCat(
       "SELECT ", GroupExpr(query.group_by),
       " AS g, COUNT(*), SUM(prompt_tokens), SUM(cached_tokens), SUM(completion_tokens) "
-      "FROM usage_records WHERE time_unix_ms >= ?1 AND time_unix_ms < ?2 "
-      "AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR deployment = ?4) "
-      "GROUP BY g ORDER BY g");
+      "FROM usage_records WHERE time_unix_ms >= ?1 AND time_unix_ms < ?2",
+      query.tenant.empty() ? "" : " AND tenant = ?3",
+      query.deployment.empty() ? "" : " AND deployment = ?4", " GROUP BY g ORDER BY g");
+}
+
+absl::StatusOr<std::vector<UsageRow>> SqliteLedgerStore::Query(const UsageQuery& query) {
+  std::lock_guard lock(mu_);
   Stmt st;
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st.s, nullptr) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(db_, QuerySql(query).c_str(), -1, &st.s, nullptr) != SQLITE_OK) {
     return Error("prepare query");
   }
   sqlite3_bind_int64(st.s, 1, query.since_unix_ms);
   sqlite3_bind_int64(st.s, 2, query.until_unix_ms);
-  BindText(st.s, 3, query.tenant);
-  BindText(st.s, 4, query.deployment);
+  if (!query.tenant.empty()) BindText(st.s, 3, query.tenant);
+  if (!query.deployment.empty()) BindText(st.s, 4, query.deployment);
   std::vector<UsageRow> rows;
   int rc;
   while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
@@ -188,6 +194,20 @@ absl::StatusOr<std::vector<UsageRow>> SqliteLedgerStore::Query(const UsageQuery&
   }
   if (rc != SQLITE_DONE) return Error("query");
   return rows;
+}
+
+absl::StatusOr<std::string> SqliteLedgerStore::ExplainQuery(const UsageQuery& query) {
+  std::lock_guard lock(mu_);
+  Stmt st;
+  const std::string sql = absl::StrCat("EXPLAIN QUERY PLAN ", QuerySql(query));
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st.s, nullptr) != SQLITE_OK) {
+    return Error("prepare explain");
+  }
+  std::string plan;
+  int rc;
+  while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) absl::StrAppend(&plan, Text(st.s, 3), "\n");
+  if (rc != SQLITE_DONE) return Error("explain");
+  return plan;
 }
 
 absl::Status SqliteLedgerStore::Scan(int64_t since_unix_ms,

@@ -38,6 +38,10 @@ class SqliteLedgerStore : public LedgerStore {
                     const std::function<void(const UsageRecord&)>& fn) override;
   absl::Status Sync() override;
 
+  // The plan SQLite picks for Query(query), one line per step ("SEARCH usage_records USING
+  // INDEX ..."): for diagnostics and for the test that one tenant's query uses its index.
+  absl::StatusOr<std::string> ExplainQuery(const UsageQuery& query);
+
  private:
   explicit SqliteLedgerStore(sqlite3* db) : db_(db) {}
   absl::Status Exec(const char* sql);
