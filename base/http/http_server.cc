@@ -511,6 +511,24 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     parser_.emplace();
     parser_->body_limit(server_->options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+    // The common case: the whole request came in one read. Parsed here, it needs no asynchronous
+    // read per part (each with its deadline timer armed and cancelled, and a posted completion).
+    if (buffer_.size() > 0) {
+      parser_->eager(true);  // on into the body once the head is parsed
+      beast::error_code ec;
+      while (!parser_->is_done() && buffer_.size() > 0) {
+        const size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec || used == 0) break;
+      }
+      if (ec == bhttp::error::need_more) ec = {};
+      if (ec) return OnReadError(ec);
+      if (parser_->is_done()) {
+        phase_ = Phase::kBody;
+        return Dispatch();
+      }
+      if (parser_->is_header_done()) return OnHeader({});  // the rest of the body: read below
+    }
     // One deadline for the whole head: a client trickling bytes (slowloris) is cut at it.
     Tcp().expires_after(Seconds(server_->options.header_timeout_s));
     bhttp::async_read_header(stream_, buffer_, *parser_,
