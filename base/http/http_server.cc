@@ -388,7 +388,9 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   template <typename... StreamArgs>
   Connection(tcp::socket socket, std::shared_ptr<HttpServer::Impl> server,
              StreamArgs&... stream_args)
-      : stream_(std::move(socket), stream_args...), server_(std::move(server)) {
+      : stream_(std::move(socket), stream_args...),
+        server_(std::move(server)),
+        idle_timer_(stream_.get_executor()) {
     beast::error_code ec;
     auto ep = Tcp().socket().remote_endpoint(ec);
     if (!ec) remote_ = absl::StrCat(ep.address().to_string(), ":", ep.port());
@@ -673,6 +675,12 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     watch_in_flight_ = false;
     if (phase_ == Phase::kClosed || phase_ == Phase::kLinger) return;
     if (!ec) buffer_.commit(n);
+    if (idle_on_watch_) {
+      // The next request's first bytes (or the client's close) while idle.
+      idle_on_watch_ = false;
+      if (ec) return Close();
+      return DoIdleRead();
+    }
     if (phase_ == Phase::kDraining) {
       // The client closed while we drained: close now (a read after EOF never completes, which
       // would leave the socket in CLOSE-WAIT until the idle timeout).
@@ -717,6 +725,17 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     Tcp().expires_never();
     if (linger_) return LingeringClose();
     if (!keep_alive_ || server_->stopping.load()) return Close(/*notify=*/true);
+    if constexpr (!kTls) {
+      if (watch_in_flight_ && buffer_.size() == 0) {
+        // The watch read goes on as the idle read: no cancel, no new read (whose speculative
+        // recv would find nothing yet), and the idle deadline is checked by a lazy timer.
+        phase_ = Phase::kIdle;
+        idle_on_watch_ = true;
+        idle_since_ = std::chrono::steady_clock::now();
+        if (!idle_timer_armed_) ArmIdleTimer(idle_since_ + IdleTimeout());
+        return;
+      }
+    }
     if (watch_in_flight_) {
       // The watch read must finish before the next request's read starts.
       phase_ = Phase::kDraining;
@@ -767,6 +786,24 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     stream_.async_shutdown([done = std::move(done)](beast::error_code) { done(); });
   }
 
+  std::chrono::steady_clock::duration IdleTimeout() const {
+    return Seconds(server_->options.idle_timeout_s);
+  }
+  // One timer armed at most once per idle timeout, not once per request: when it fires it closes
+  // a connection idle (on its watch read) for the whole timeout, or waits for the rest of it.
+  void ArmIdleTimer(std::chrono::steady_clock::time_point when) {
+    idle_timer_armed_ = true;
+    idle_timer_.expires_at(when);
+    idle_timer_.async_wait([self = Self()](beast::error_code ec) { self->OnIdleTimer(ec); });
+  }
+  void OnIdleTimer(beast::error_code ec) {
+    idle_timer_armed_ = false;
+    if (ec || phase_ == Phase::kClosed || !idle_on_watch_) return;  // busy: re-armed when idle
+    const auto deadline = idle_since_ + IdleTimeout();
+    if (std::chrono::steady_clock::now() >= deadline) return Close(/*notify=*/true);
+    ArmIdleTimer(deadline);
+  }
+
   void ClientGone() {
     if (phase_ == Phase::kClosed) return;
     std::shared_ptr<Ex> ex = std::move(exchange_);
@@ -784,6 +821,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
       ex->MarkCancelled();
     }
     exchange_.reset();
+    if (idle_timer_armed_) idle_timer_.cancel();
     if constexpr (kTls) {
       if (notify && handshake_done_ && !write_in_flight_ && Tcp().socket().is_open()) {
         return SendCloseNotify([self = Self()] {
@@ -817,6 +855,11 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   bool streaming_ = false;
   bool response_complete_ = false;
   bool watch_in_flight_ = false;
+  // Plain TCP: the watch read left running after an exchange is the idle read.
+  bool idle_on_watch_ = false;
+  std::chrono::steady_clock::time_point idle_since_;
+  net::steady_timer idle_timer_;  // lazy idle deadline while idle_on_watch_
+  bool idle_timer_armed_ = false;
   bool linger_ = false;
   size_t drained_ = 0;
 

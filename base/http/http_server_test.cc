@@ -186,6 +186,24 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
   EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0; }));
 }
 
+// The idle deadline counts from the end of the last exchange, not from the first: a client that
+// keeps asking more often than the timeout keeps its connection, and loses it once it stops.
+TEST_F(HttpServerTest, IdleTimeoutCountsFromTheLastExchange) {
+  ServerOptions options;
+  options.idle_timeout_s = 0.3;
+  StartServer(options);
+  auto c = Connect(server_->port());
+  for (int i = 0; i < 8; ++i) {  // 8 x 100 ms: well past one timeout in all
+    auto r = c->Request("GET", "/hello");
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c->ServerClosed(3));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0);
+  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0; }));
+}
+
 TEST_F(HttpServerTest, StreamsChunksAsTheyArrive) {
   step_ms_ = 100;
   StartServer();
