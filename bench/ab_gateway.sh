@@ -55,27 +55,6 @@ BENCH_NAME=ab_gateway
 source "$REPO_ROOT/bench/gateway/bench_lib.sh"
 start_upstream
 
-declare -A KEYS PORTS
-start_gateway() {  # NAME BUILD PORT ENV
-  local dir="$WORK/$1"
-  mkdir -p "$dir"
-  KEYS[$1]="$("$2/cli/weft" keys create --data "$dir" --tenant bench --deployments bench 2>"$dir/keys.log" | tail -1)"
-  [ -n "${KEYS[$1]}" ] || { echo "ab_gateway: weft keys create failed:" >&2; cat "$dir/keys.log" >&2; exit 1; }
-  PORTS[$1]=$3
-  gateway_yaml "$dir" "$3" "$IO_THREADS"
-  # shellcheck disable=SC2086
-  env $4 "$2/cli/weft" gateway --config "$dir/gateway.yaml" --quiet >"$dir/gateway.log" 2>&1 &
-  PIDS+=($!)
-  wait_http "http://127.0.0.1:$3/health"
-  local i code=""
-  for ((i = 0; i < 100; ++i)); do
-    code="$(curl -s -m 2 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${KEYS[$1]}" \
-            -H 'Content-Type: application/json' -d "$BODY" "http://127.0.0.1:$3/v1/completions" || true)"
-    [ "$code" = 200 ] && return 0
-    sleep 0.1
-  done
-  echo "ab_gateway: gateway $1 answers $code" >&2; exit 1
-}
 start_gateway A "$A_BUILD" $((PORT + 1)) ""
 start_gateway B "$B_BUILD" $((PORT + 2)) "$B_ENV"
 echo "ab_gateway: A $A_BUILD :$((PORT + 1)), B $B_BUILD${B_ENV:+ ($B_ENV)} :$((PORT + 2)); work $WORK" >&2

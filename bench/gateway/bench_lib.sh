@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-# Shared by bench/compare_gateway.sh and bench/ab_gateway.sh (sourced, not run): the request body,
-# the fixed completion and the nginx upstream that serves it. Uses the caller's WORK (a folder),
-# NGINX (the nginx binary), PIDS (an array: started processes) and UP_PORT; logs as $BENCH_NAME.
+# Shared by bench/compare_gateway.sh, bench/ab_gateway.sh and bench/gateway/ir_gateway.sh
+# (sourced, not run): the request body, the fixed completion, the nginx upstream that serves it
+# and a gateway in front of it. Uses the caller's WORK (a folder), NGINX (the nginx binary), PIDS
+# (an array: started processes), UP_PORT and IO_THREADS; logs as $BENCH_NAME.
 
 # wait_http URL [HEADER]: up to 20 s for a 200.
 wait_http() {
@@ -82,4 +83,31 @@ deployments:
       - id: up0
         url: http://127.0.0.1:$UP_PORT
 EOF
+}
+
+# start_gateway NAME BUILD PORT "ENV" [WRAPPER...]: a gateway from BUILD/cli/weft on PORT with its
+# own key and data under $WORK/NAME (KEYS[NAME], PORTS[NAME], GW_PIDS[NAME]), run as
+# `env ENV WRAPPER... weft gateway ...`; returns once one completion passed end to end.
+declare -A KEYS PORTS GW_PIDS
+start_gateway() {
+  local name="$1" build="$2" port="$3" envs="$4"
+  shift 4
+  local dir="$WORK/$name"
+  mkdir -p "$dir"
+  KEYS[$name]="$("$build/cli/weft" keys create --data "$dir" --tenant bench --deployments bench 2>"$dir/keys.log" | tail -1)"
+  [ -n "${KEYS[$name]}" ] || { echo "${BENCH_NAME:-bench}: weft keys create failed:" >&2; cat "$dir/keys.log" >&2; exit 1; }
+  PORTS[$name]=$port
+  gateway_yaml "$dir" "$port" "${IO_THREADS:-2}"
+  # shellcheck disable=SC2086
+  env $envs "$@" "$build/cli/weft" gateway --config "$dir/gateway.yaml" --quiet >"$dir/gateway.log" 2>&1 &
+  PIDS+=($!)
+  GW_PIDS[$name]=$!
+  local i code=""
+  for ((i = 0; i < 300; ++i)); do
+    code="$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${KEYS[$name]}" \
+            -H 'Content-Type: application/json' -d "$BODY" "http://127.0.0.1:$port/v1/completions" || true)"
+    [ "$code" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "${BENCH_NAME:-bench}: gateway $name answers $code:" >&2; tail -5 "$dir/gateway.log" >&2; exit 1
 }
