@@ -7,18 +7,21 @@
 # request path is only visible as a difference between interleaved runs.
 #
 # Usage: bench/ab_gateway.sh A_BUILD B_BUILD [--rates "1000 5000"] [-r ROUNDS] [-d SECONDS]
-#          [-c CONNS] [--io-threads T] [--b-env "VAR=VALUE ..."] [--port BASE] [--keep DIR]
+#          [-c CONNS] [--io-threads T] [--b-env "VAR=VALUE ..."] [--b-yaml "key: value"]
+#          [--port BASE] [--keep DIR]
 # A_BUILD, B_BUILD: build folders with cli/weft (the load generator comes from A_BUILD's
 # bench/gateway/weft_ratebench). Defaults: rates "1000", 6 rounds of 10 s (after a 1 s warm-up), 32
 # connections, io_threads 2, ports BASE (upstream), BASE+1 (A), BASE+2 (B), BASE 18280.
-# --b-env: environment for gateway B only (the same binary twice, to try a setting).
+# --b-env: environment for gateway B only (the same binary twice, to try a setting); --b-yaml:
+# more top-level lines for gateway B's config (e.g. "io_cpu_affinity: true").
 # Prints one line per run and, per rate, the medians of p50 / p99 / p99.9 over the rounds.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[ $# -ge 2 ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 A_BUILD="$1"; B_BUILD="$2"; shift 2
-RATES="1000"; ROUNDS=6; DURATION=10; CONNS=32; IO_THREADS=2; B_ENV=""; PORT=18280; KEEP=""
+RATES="1000"; ROUNDS=6; DURATION=10; CONNS=32; IO_THREADS=2; B_ENV=""; B_YAML=""; PORT=18280
+KEEP=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
     -c|--conns) CONNS="$2"; shift 2 ;;
     --io-threads) IO_THREADS="$2"; shift 2 ;;
     --b-env) B_ENV="$2"; shift 2 ;;
+    --b-yaml) B_YAML="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --keep) KEEP="$2"; shift 2 ;;
     *) echo "ab_gateway: unknown option $1" >&2; exit 2 ;;
@@ -56,8 +60,8 @@ source "$REPO_ROOT/bench/gateway/bench_lib.sh"
 start_upstream
 
 start_gateway A "$A_BUILD" $((PORT + 1)) ""
-start_gateway B "$B_BUILD" $((PORT + 2)) "$B_ENV"
-echo "ab_gateway: A $A_BUILD :$((PORT + 1)), B $B_BUILD${B_ENV:+ ($B_ENV)} :$((PORT + 2)); work $WORK" >&2
+GW_YAML_EXTRA="$B_YAML" start_gateway B "$B_BUILD" $((PORT + 2)) "$B_ENV"
+echo "ab_gateway: A $A_BUILD :$((PORT + 1)), B $B_BUILD${B_ENV:+ ($B_ENV)}${B_YAML:+ ($B_YAML)} :$((PORT + 2)); work $WORK" >&2
 
 run() {  # NAME RATE SECONDS WARMUP -> "p50 p99 p999"
   "$RATEBENCH" --url "http://127.0.0.1:${PORTS[$1]}/v1/completions" --rate "$2" --duration "$3" \

@@ -629,7 +629,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options)
 absl::Status Gateway::Start() {
   Impl& g = *impl_;
   const GatewayConfig& c = g.opt.config;
-  g.io = std::make_unique<http::IoContextPool>(std::max(1, c.io_threads));
+  g.io = std::make_unique<http::IoContextPool>(std::max(1, c.io_threads), c.io_cpu_affinity);
   g.io->Start();
   upstream::ClientOptions co;
   co.io_contexts = g.io->contexts();

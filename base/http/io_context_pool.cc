@@ -2,6 +2,7 @@
 #include "base/http/io_context_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <string>
@@ -27,7 +28,7 @@ class PoolContext : public net::io_context {
 };
 }  // namespace
 
-IoContextPool::IoContextPool(int threads) {
+IoContextPool::IoContextPool(int threads, bool pin_threads) : pin_threads_(pin_threads) {
   const int n = std::max(1, threads);
   for (int i = 0; i < n; ++i) {
     owned_.push_back(std::make_unique<PoolContext>());
@@ -45,13 +46,30 @@ IoContextPool::~IoContextPool() {
 
 void IoContextPool::Start() {
   if (!threads_.empty()) return;
+  std::vector<int> cpus;  // the CPUs this process may run on, in order
+  if (pin_threads_) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+      }
+    }
+  }
   for (net::io_context* ioc : contexts_) {
     ioc->restart();
     guards_.push_back(std::make_shared<net::executor_work_guard<net::io_context::executor_type>>(
         ioc->get_executor()));
     const std::string name = "weft-io-" + std::to_string(threads_.size());
-    threads_.emplace_back([ioc, name] {
+    const int cpu = cpus.empty() ? -1 : cpus[threads_.size() % cpus.size()];
+    threads_.emplace_back([ioc, name, cpu] {
       pthread_setname_np(pthread_self(), name.c_str());  // at most 15 characters
+      if (cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        (void)pthread_setaffinity_np(pthread_self(), sizeof(one), &one);  // best effort
+      }
       ioc->run();
     });
   }

@@ -22,7 +22,12 @@ namespace weft::http {
 
 class IoContextPool {
  public:
-  explicit IoContextPool(int threads);  // threads >= 1 (less counts as 1)
+  // threads >= 1 (less counts as 1). `pin_threads`: thread i runs only on the i-th CPU (round
+  // robin) of those the process may use when it starts (sched_getaffinity: cgroup cpusets and
+  // taskset are respected), like nginx's worker_cpu_affinity auto. Off by default: it helps
+  // where the host's CPUs are the gateway's (fewer migrations and shared-core waits) and hurts
+  // where a pinned CPU is busy with other work.
+  explicit IoContextPool(int threads, bool pin_threads = false);
   ~IoContextPool();                     // Stop()
   IoContextPool(const IoContextPool&) = delete;
   IoContextPool& operator=(const IoContextPool&) = delete;
@@ -44,6 +49,7 @@ class IoContextPool {
   std::vector<boost::asio::io_context*> contexts_;
   std::vector<std::shared_ptr<void>> guards_;  // executor_work_guards while running
   std::vector<std::thread> threads_;
+  bool pin_threads_ = false;
 };
 
 }  // namespace weft::http

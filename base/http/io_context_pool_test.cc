@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/http/io_context_pool.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <future>
 #include <memory>
@@ -19,6 +21,48 @@ namespace {
 
 namespace net = boost::asio;
 using weft::testing::HttpClient;
+
+// Pinned: thread i runs only on the i-th allowed CPU (round robin over the process's affinity
+// mask), so with at least two CPUs two threads never share one.
+TEST(IoContextPoolTest, PinnedThreadsEachRunOnOneAllowedCpu) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  }
+  const int n = 3;
+  IoContextPool pool(n, /*pin_threads=*/true);
+  pool.Start();
+  for (int i = 0; i < n; ++i) {
+    std::promise<std::vector<int>> p;
+    net::post(*pool.contexts()[i], [&] {
+      cpu_set_t mine;
+      CPU_ZERO(&mine);
+      std::vector<int> on;
+      if (sched_getaffinity(0, sizeof(mine), &mine) == 0) {
+        for (int c = 0; c < CPU_SETSIZE; ++c) {
+          if (CPU_ISSET(c, &mine)) on.push_back(c);
+        }
+      }
+      p.set_value(on);
+    });
+    EXPECT_EQ(p.get_future().get(), std::vector<int>{cpus[i % cpus.size()]}) << "thread " << i;
+  }
+  pool.Stop();
+  // Unpinned (the default): threads keep the whole mask.
+  IoContextPool free_pool(1);
+  free_pool.Start();
+  std::promise<int> count;
+  net::post(*free_pool.contexts()[0], [&] {
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    count.set_value(sched_getaffinity(0, sizeof(mine), &mine) == 0 ? CPU_COUNT(&mine) : -1);
+  });
+  EXPECT_EQ(count.get_future().get(), static_cast<int>(cpus.size()));
+  free_pool.Stop();
+}
 
 TEST(IoContextPoolTest, EachContextRunsOnItsOwnThread) {
   IoContextPool pool(3);

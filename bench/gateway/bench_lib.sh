@@ -63,12 +63,14 @@ start_upstream() {
   wait_http "http://127.0.0.1:$UP_PORT/health"
 }
 
-# gateway_yaml DIR PORT IO_THREADS: DIR/gateway.yaml for a gateway on PORT in front of the upstream
-# (ledger on in DIR, quotas unlimited, access log off by --quiet).
+# gateway_yaml DIR PORT IO_THREADS [EXTRA]: DIR/gateway.yaml for a gateway on PORT in front of the
+# upstream (ledger on in DIR, quotas unlimited, access log off by --quiet); EXTRA: more top-level
+# YAML lines (e.g. "io_cpu_affinity: true").
 gateway_yaml() {
   cat >"$1/gateway.yaml" <<EOF
 listen: 127.0.0.1:$2
 io_threads: $3
+${4:-}
 data_dir: $1
 limits:
   header_timeout_s: 600
@@ -87,7 +89,8 @@ EOF
 
 # start_gateway NAME BUILD PORT "ENV" [WRAPPER...]: a gateway from BUILD/cli/weft on PORT with its
 # own key and data under $WORK/NAME (KEYS[NAME], PORTS[NAME], GW_PIDS[NAME]), run as
-# `env ENV WRAPPER... weft gateway ...`; returns once one completion passed end to end.
+# `env ENV WRAPPER... weft gateway ...` (GW_YAML_EXTRA: more lines for its config); returns once
+# one completion passed end to end.
 declare -A KEYS PORTS GW_PIDS
 start_gateway() {
   local name="$1" build="$2" port="$3" envs="$4"
@@ -97,7 +100,7 @@ start_gateway() {
   KEYS[$name]="$("$build/cli/weft" keys create --data "$dir" --tenant bench --deployments bench 2>"$dir/keys.log" | tail -1)"
   [ -n "${KEYS[$name]}" ] || { echo "${BENCH_NAME:-bench}: weft keys create failed:" >&2; cat "$dir/keys.log" >&2; exit 1; }
   PORTS[$name]=$port
-  gateway_yaml "$dir" "$port" "${IO_THREADS:-2}"
+  gateway_yaml "$dir" "$port" "${IO_THREADS:-2}" "${GW_YAML_EXTRA:-}"
   # shellcheck disable=SC2086
   env $envs "$@" "$build/cli/weft" gateway --config "$dir/gateway.yaml" --quiet >"$dir/gateway.log" 2>&1 &
   PIDS+=($!)

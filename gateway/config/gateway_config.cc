@@ -528,11 +528,12 @@ absl::StatusOr<GatewayConfig> ParseRoot(Ctx& ctx, const YAML::Node& root) {
   GatewayConfig c;
   WEFT_ASSIGN_OR_RETURN(
       MapReader top, MapReader::Open(ctx, root, "",
-                                     {"listen", "io_threads", "tls", "admin_key", "admin_key_env",
-                                      "data_dir", "store", "limits", "balancer", "outlier",
+                                     {"listen", "io_threads", "io_cpu_affinity", "tls", "admin_key",
+                                      "admin_key_env", "data_dir", "store", "limits", "balancer", "outlier",
                                       "health", "routes", "deployments"}));
   WEFT_RETURN_IF_ERROR(ReadListen(ctx, top, &c));
   WEFT_RETURN_IF_ERROR(ReadIntAs(ctx, top, "io_threads", 1, 1024, &c.io_threads));
+  WEFT_RETURN_IF_ERROR(ReadBool(ctx, top, "io_cpu_affinity", &c.io_cpu_affinity));
   WEFT_RETURN_IF_ERROR(ReadTls(ctx, top, &c));
   WEFT_RETURN_IF_ERROR(ReadString(ctx, top, "admin_key", &c.admin_key));
   WEFT_RETURN_IF_ERROR(ReadString(ctx, top, "admin_key_env", &c.admin_key_env));

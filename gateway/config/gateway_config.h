@@ -157,6 +157,9 @@ struct GatewayConfig {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;
   int io_threads = 2;
+  // Pin I/O thread i to the i-th CPU the process may use (nginx's worker_cpu_affinity auto): for
+  // a host whose CPUs are the gateway's; see IoContextPool.
+  bool io_cpu_affinity = false;
   std::optional<TlsConfig> tls;
   std::string admin_key;      // literal admin key; prefer admin_key_env
   std::string admin_key_env;  // name of an environment variable holding it

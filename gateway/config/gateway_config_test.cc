@@ -14,6 +14,7 @@ namespace {
 constexpr char kFull[] = R"(# a complete gateway config
 listen: {host: 0.0.0.0, port: 9090}
 io_threads: 4
+io_cpu_affinity: true
 tls: {cert: /etc/weft/cert.pem, key: /etc/weft/key.pem}
 admin_key_env: WEFT_TEST_ADMIN_KEY
 data_dir: /var/lib/weft
@@ -87,6 +88,7 @@ TEST(GatewayConfigTest, ParsesEveryField) {
   EXPECT_EQ(c->listen_host, "0.0.0.0");
   EXPECT_EQ(c->listen_port, 9090);
   EXPECT_EQ(c->io_threads, 4);
+  EXPECT_TRUE(c->io_cpu_affinity);
   ASSERT_TRUE(c->tls.has_value());
   EXPECT_EQ(c->tls->cert, "/etc/weft/cert.pem");
   EXPECT_EQ(c->tls->key, "/etc/weft/key.pem");
@@ -192,6 +194,7 @@ TEST(GatewayConfigTest, ErrorsNameFileLineAndField) {
        "gw.yaml:4: limits.max_body_byte", "unknown field"},
       {"io_threads: many\n", "gw.yaml:1: io_threads", "expected an integer"},
       {"io_threads: 0\n", "gw.yaml:1: io_threads", "must be in [1, 1024]"},
+      {"io_cpu_affinity: 2\n", "gw.yaml:1: io_cpu_affinity", "expected true or false"},
       {"\n\nlistn: :80\n", "gw.yaml:3: listn", "unknown field"},
       {"limits:\n  retries: [1]\n", "gw.yaml:2: limits.retries", "expected an integer"},
       {"limits: {max_body_bytes: 12 parsecs}\n", "gw.yaml:1: limits.max_body_bytes", "byte count"},
