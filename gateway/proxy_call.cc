@@ -209,6 +209,7 @@ void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a, bool hedge) {
   cb.on_head = [self, a](int status, const upstream::Headers& h) { self->OnHead(a, status, h); };
   cb.on_data = [self, a](std::string_view chunk) { self->OnData(a, chunk); };
   cb.on_done = [self, a](absl::Status s) { self->OnDone(a, std::move(s)); };
+  cb.want_headers = false;  // the client's answer carries the gateway's own headers
   auto ex = env_->client->Send(a->choice.target, std::move(ur), std::move(cb),
                                req_.stream ? env_->stream_timeouts : env_->unary_timeouts);
   bool cancel = false;

@@ -594,9 +594,11 @@ void ExchangeImpl::OnHead(beast::error_code ec) {
   }
   if (status >= 100 && status < 200) return ReadHead();  // interim response: read the next head
   Headers headers;
-  for (const auto& field : head) {
-    if (IsHopByHop(field.name_string())) continue;
-    headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  if (cb_.want_headers) {
+    for (const auto& field : head) {
+      if (IsHopByHop(field.name_string())) continue;
+      headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
   }
   phase_ = Phase::kBody;
   if (cb_.on_head) cb_.on_head(status, headers);

@@ -79,6 +79,8 @@ struct Callbacks {
   // pool queue is full. Cancelled: Cancel() or the client shutting down. Whether anything reached
   // the caller before a failure is whether on_head ran.
   std::function<void(absl::Status status)> on_done;
+  // false: on_head gets an empty list (a caller that never reads the headers saves their copies).
+  bool want_headers = true;
 };
 
 // One request in flight. Keeping the pointer is optional: the exchange runs to its end anyway.

@@ -331,6 +331,16 @@ TEST_F(UpstreamClientTest, SmallGetAndPostWithHeaders) {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
   EXPECT_EQ(rec2.Header("X-Host-Seen"), target_.Key());
   EXPECT_EQ(client.Stats(target_).connects, 1u);  // Connection: close was not sent upstream
+
+  // A caller that does not want the headers gets the status and the body all the same.
+  Recorder rec3;
+  Callbacks cb3 = rec3.Make();
+  cb3.want_headers = false;
+  client.Send(target_, Get("/small"), std::move(cb3));
+  ASSERT_TRUE(rec3.Wait().ok()) << rec3.Wait(0);
+  EXPECT_EQ(rec3.status, 200);
+  EXPECT_EQ(rec3.body, R"({"ok":true})");
+  EXPECT_TRUE(rec3.headers.empty());
 }
 
 TEST_F(UpstreamClientTest, GetConvenience) {
