@@ -108,6 +108,26 @@ struct Metrics {
   Histogram ttft{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
 };
 
+// One proxied request's own state, kept in its ProxyEnv (CallEnv) so the request costs one
+// allocation for all of it.
+struct CallState {
+  std::shared_ptr<const RouteTable> table;  // the snapshot `dep` points into
+  const DeploymentConfig* dep = nullptr;
+  std::string adapter;
+  std::vector<uint64_t> prefix_keys;
+  int64_t est_tokens = 0;  // reserved against the quota, counted as outstanding per attempt
+  std::string request_id;
+  auth::Principal principal;
+  quota::Reservation reservation;
+  std::string ep;  // the endpoint's metrics label
+  bool stream = false;
+  std::mutex breaker_mu;
+  std::map<std::string, bool> breaker_held;  // guarded by breaker_mu: per replica, acquired
+};
+struct CallEnv : ProxyEnv, std::enable_shared_from_this<CallEnv> {
+  CallState st;
+};
+
 }  // namespace
 
 struct Gateway::Impl {
@@ -357,54 +377,60 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   }
   retry_budget->RecordRequest(NowS());
 
-  // 5. Proxy.
-  // The calls below hold `table` (the snapshot `dep` points into) while the request lives.
-  const DeploymentConfig* dep = target->deployment;
-  const std::string adapter = target->adapter;
+  // 5. Proxy. The call's state lives in its environment (one allocation), and the callbacks
+  // capture only `this` and a pointer to it (small enough for std::function to hold without an
+  // allocation of its own); the environment outlives every call of them (ProxyCall holds it).
   const BalancerConfig& bc = opt.config.balancer;
-  auto prefix_keys = std::make_shared<std::vector<uint64_t>>(
-      PrefixKeys(prefix_text, bc.prefix_block_chars, bc.prefix_max_blocks));
   const LimitsConfig& lim = opt.config.limits;
-  auto env = std::make_shared<ProxyEnv>();
+  auto env = std::make_shared<CallEnv>();
+  CallEnv* e = env.get();
+  CallState* st = &env->st;
+  st->table = std::move(table);  // holds the snapshot `dep` points into while the request lives
+  st->dep = target->deployment;
+  st->adapter = target->adapter;
+  st->prefix_keys = PrefixKeys(prefix_text, bc.prefix_block_chars, bc.prefix_max_blocks);
+  st->est_tokens = reserve;
+  st->request_id = NewRequestId();
+  st->principal = std::move(*principal);
+  st->reservation = std::move(qd.reservation);
+  st->ep = ep;
+  st->stream = req->stream;
   env->client = client.get();
   // Retries, migrations after them, and the hedge.
   env->max_attempts = 1 + std::max(lim.retries, 0) + 3 + (lim.hedge_after_ms > 0 ? 1 : 0);
   env->stream_timeouts = {lim.upstream_connect_timeout_s, lim.upstream_first_byte_timeout_s,
                           lim.upstream_stall_timeout_s};
   env->unary_timeouts = {lim.upstream_connect_timeout_s, 0, lim.upstream_stall_timeout_s * 40};
-  const int64_t est_tokens = reserve;
-  env->pick = [this, table, dep, adapter, prefix_keys,
-               est_tokens](const std::vector<std::string>& ex) -> std::optional<RouteChoice> {
-    if (!dep->replicas.empty()) return Pick(*dep, adapter, *prefix_keys, est_tokens, ex);
+  env->pick = [this, st](const std::vector<std::string>& ex) -> std::optional<RouteChoice> {
+    if (!st->dep->replicas.empty()) {
+      return Pick(*st->dep, st->adapter, st->prefix_keys, st->est_tokens, ex);
+    }
     // No replica in the request's snapshot (scale from zero): the current table may have one.
     auto now = routes.Get();
-    const DeploymentConfig* d = now->FindDeployment(dep->name);
+    const DeploymentConfig* d = now->FindDeployment(st->dep->name);
     if (d == nullptr) return std::nullopt;
-    return Pick(*d, adapter, *prefix_keys, est_tokens, ex);
+    return Pick(*d, st->adapter, st->prefix_keys, st->est_tokens, ex);
   };
-  auto breaker_held = std::make_shared<std::map<std::string, bool>>();  // per attempt: acquired
-  auto breaker_mu = std::make_shared<std::mutex>();
-  env->on_attempt_start = [this, est_tokens, breaker_held, breaker_mu](const RouteChoice& c) {
+  env->on_attempt_start = [this, st](const RouteChoice& c) {
     metrics.attempts++;
     if (auto rt = Runtime(c.replica_id)) {
       rt->outstanding_requests++;
-      rt->outstanding_tokens += est_tokens;
+      rt->outstanding_tokens += st->est_tokens;
       const bool acquired = rt->breaker.TryAcquire(NowS());
-      std::lock_guard lock(*breaker_mu);
-      (*breaker_held)[c.replica_id] = acquired;
+      std::lock_guard lock(st->breaker_mu);
+      st->breaker_held[c.replica_id] = acquired;
     }
   };
-  env->on_attempt_end = [this, est_tokens, breaker_held, breaker_mu, table, dep](
-                            const RouteChoice& c, AttemptResult r) {
+  env->on_attempt_end = [this, st](const RouteChoice& c, AttemptResult r) {
     const double now = NowS();
     auto rt = Runtime(c.replica_id);
     if (rt) {
       rt->outstanding_requests--;
-      rt->outstanding_tokens -= est_tokens;
+      rt->outstanding_tokens -= st->est_tokens;
       bool acquired;
       {
-        std::lock_guard lock(*breaker_mu);
-        acquired = (*breaker_held)[c.replica_id];
+        std::lock_guard lock(st->breaker_mu);
+        acquired = st->breaker_held[c.replica_id];
       }
       if (acquired) {
         if (r == AttemptResult::kCancelled) {
@@ -414,7 +440,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
         }
       }
     }
-    auto od = Outliers(dep->name);
+    auto od = Outliers(st->dep->name);
     if (r == AttemptResult::kFailed || r == AttemptResult::kTimedOut) {
       metrics.upstream_failures++;
       if (od) od->RecordFailure(c.replica_id, now);
@@ -425,20 +451,15 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   env->may_retry = [this] { return retry_budget->TryRetry(NowS()); };
   env->hedge_after_s = lim.hedge_after_ms / 1000.0;
   env->holds = holds.get();
-  env->deployment = dep->name;
-  const std::string request_id = NewRequestId();
-  const bool stream = req->stream;
-  const std::string client_model = req->model;
-  auto principal_copy = std::make_shared<auth::Principal>(*principal);
-  const quota::Reservation reservation = qd.reservation;
-  env->finish = [this, request_id, principal_copy, table, dep, adapter, reservation, ep, stream](
-                    const ProxyOutcome& o, std::function<void()> done) {
+  env->deployment = st->dep->name;
+  env->finish = [this, e](const ProxyOutcome& o, std::function<void()> done) {
+    CallState* st = &e->st;
     UsageRecord rec;
-    rec.request_id = request_id;
-    rec.tenant = principal_copy->tenant;
-    rec.key_id = principal_copy->key_id;
-    rec.deployment = dep->name;
-    rec.adapter = adapter;
+    rec.request_id = st->request_id;
+    rec.tenant = st->principal.tenant;
+    rec.key_id = st->principal.key_id;
+    rec.deployment = st->dep->name;
+    rec.adapter = st->adapter;
     rec.replica = o.replica;
     rec.provider = o.provider;
     rec.prompt_tokens = o.prompt_tokens;
@@ -456,12 +477,12 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     metrics.hedges += o.hedges;
     metrics.duration.Observe(o.duration_ms / 1000);
     if (o.ttft_ms > 0) metrics.ttft.Observe(o.ttft_ms / 1000);
-    CountRequest(ep, o.status);
+    CountRequest(st->ep, o.status);
     if (!o.replica.empty() && o.ttft_ms > 0) {
       if (auto rt = Runtime(o.replica)) {
         std::lock_guard lock(rt->mu);
         rt->ttft.Add(o.ttft_ms, NowS());
-        if (stream && o.completion_tokens > 1) {
+        if (st->stream && o.completion_tokens > 1) {
           rt->itl.Add((o.duration_ms - o.ttft_ms) / static_cast<double>(o.completion_tokens - 1),
                       NowS());
         }
@@ -469,17 +490,20 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     }
     const bool billable = o.prompt_tokens > 0 || o.completion_tokens > 0;
     // The usage record is made durable (a group commit on the WAL's writer thread) before the
-    // final bytes go out; nothing here blocks the calling I/O thread.
-    auto complete = [this, rec, reservation, billable, done = std::move(done)](absl::Status s) {
+    // final bytes go out; nothing here blocks the calling I/O thread. The call may be gone by
+    // then: `complete` keeps its state.
+    auto complete = [this, keep = e->shared_from_this(), rec, billable,
+                     done = std::move(done)](absl::Status s) {
+      CallState* st = &keep->st;
       if (!s.ok()) {
         metrics.ledger_errors++;
         std::fprintf(stderr, "weft gateway: ledger append failed for %s: %s\n",
                      rec.request_id.c_str(), std::string(s.message()).c_str());
       }
       if (billable) {
-        quotas.Settle(reservation, rec.prompt_tokens + rec.completion_tokens, absl::Now());
+        quotas.Settle(st->reservation, rec.prompt_tokens + rec.completion_tokens, absl::Now());
       } else {
-        quotas.Release(reservation);
+        quotas.Release(st->reservation);
       }
       done();
       if (!opt.access_log) return;
@@ -505,18 +529,18 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   pr.path = endpoint == api::Endpoint::kChatCompletions ? "/v1/chat/completions" : "/v1/completions";
   pr.body = std::move(body);
   pr.raw_body = hreq.body;
-  pr.stream = stream;
+  pr.stream = st->stream;
   pr.client_wants_usage = req->include_usage;
   pr.client_wants_token_ids = req->return_token_ids;
-  pr.client_model = client_model;
-  pr.adapter = adapter;
+  pr.client_model = std::move(req->model);
+  pr.adapter = st->adapter;
   pr.resumable = req->n == 1;
   for (const char* h : {"traceparent", "tracestate", "x-request-id"}) {
     std::string_view v = hreq.Header(h);
     if (!v.empty()) pr.pass_headers.emplace_back(h, std::string(v));
   }
-  pr.pass_headers.emplace_back("x-weft-request-id", request_id);
-  pr.response_headers.emplace_back("x-weft-request-id", request_id);
+  pr.pass_headers.emplace_back("x-weft-request-id", st->request_id);
+  pr.response_headers.emplace_back("x-weft-request-id", st->request_id);
   ProxyCall::Start(std::move(env), std::move(pr), std::move(w));
 }
 
