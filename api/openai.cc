@@ -18,7 +18,8 @@ using json = nlohmann::ordered_json;
 constexpr char kParamPayload[] = "weft.dev/openai-param";
 
 const json* Get(const json& obj, const char* key) {
-  auto it = obj.find(key);
+  // As a string_view the key compares by length first: most members are not the one looked for.
+  auto it = obj.find(std::string_view(key));
   if (it == obj.end() || it->is_null()) return nullptr;
   return &*it;
 }

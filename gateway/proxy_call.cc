@@ -76,8 +76,7 @@ double ProxyCall::MsSinceStart() const {
 }
 
 void ProxyCall::Begin() {
-  // Fixed seed: a resumed stream samples exactly as the uninterrupted one would have.
-  if (!req_.body.contains("seed") || req_.body["seed"].is_null()) req_.body["seed"] = RandomSeed();
+  seed_ = RandomSeed();
   decided_ = !(env_->hedge_after_s > 0);
   auto self = shared_from_this();
   writer_->OnCancel([self] { self->OnClientGone(); });
@@ -184,6 +183,10 @@ void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a, bool hedge) {
     wire = req_.raw_body;
   } else {
     json body = req_.body;
+    // Fixed seed when the client gave none, the same in every attempt: a resumed stream samples
+    // exactly as the uninterrupted one would have. (A unary request sent as it is needs none: it
+    // is only retried before its answer's first byte.)
+    if (auto s = body.find("seed"); s == body.end() || s->is_null()) body["seed"] = seed_;
     if (model) {
       body["model"] = *model;
     } else {

@@ -151,6 +151,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
   ProxyRequest req_;
   const std::shared_ptr<http::ResponseWriter> writer_;
   const std::chrono::steady_clock::time_point start_;
+  uint64_t seed_ = 0;  // set in Begin(): the "seed" of every rewritten attempt when the client gave none
 
   std::mutex mu_;
   std::shared_ptr<Attempt> current_;

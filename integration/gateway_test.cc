@@ -526,32 +526,45 @@ TEST(GatewayLedgerTest, MoreSigtermsDuringTheDrainAreHarmless) {
 // caught: nlohmann's value() threw on such fields, and an exception from an I/O thread's handler
 // ended the gateway; and the keys the gateway adds to an event that lacks them moved the ordered
 // object's members under a pointer still in use (a use-after-free ASan reports).
-TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
-  namespace net = boost::asio;
-  const std::string dir = weft::testing::MakeTempDir("weft-gw-wrongtypes");
-  net::io_context ioc;
-  net::ip::tcp::acceptor acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0});
-  const uint16_t replica_port = acceptor.local_endpoint().port();
-  std::atomic<bool> stop{false};
-  // One request per connection; the answer depends on the path and on "stream" in the body.
-  std::thread replica;
-  // Stops and joins the replica however the test ends (an ASSERT returns early).
-  struct Joiner {
-    std::function<void()> fn;
-    ~Joiner() { fn(); }
-  } joiner{[&] {
-    stop = true;
+// A scripted replica on a loopback port: one request per connection, read whole (head and
+// Content-Length body), answered with what `answer(request)` returns (a whole HTTP response).
+// Stops and joins on destruction.
+class ScriptedReplica {
+ public:
+  explicit ScriptedReplica(std::function<std::string(const std::string& request)> answer)
+      : acceptor_(ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}),
+        answer_(std::move(answer)) {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~ScriptedReplica() {
+    stop_ = true;
     boost::system::error_code ec;
-    net::ip::tcp::socket wake(ioc);
-    wake.connect(acceptor.local_endpoint(), ec);
-    if (replica.joinable()) replica.join();
-  }};
-  replica = std::thread([&] {
-    while (!stop.load()) {
+    boost::asio::ip::tcp::socket wake(ioc_);
+    wake.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  // An HTTP/1.1 response that closes the connection.
+  static std::string Response(int status, const std::string& type, const std::string& body) {
+    return absl::StrCat("HTTP/1.1 ", status, " X\r\nContent-Type: ", type,
+                        "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
+                        body);
+  }
+  // The body of a request `answer` was given.
+  static std::string BodyOf(const std::string& request) {
+    const size_t head_end = request.find("\r\n\r\n");
+    return head_end == std::string::npos ? "" : request.substr(head_end + 4);
+  }
+
+ private:
+  void Serve() {
+    namespace net = boost::asio;
+    while (!stop_.load()) {
       boost::system::error_code ec;
-      net::ip::tcp::socket s(ioc);
-      acceptor.accept(s, ec);
-      if (ec || stop.load()) return;
+      net::ip::tcp::socket s(ioc_);
+      acceptor_.accept(s, ec);
+      if (ec || stop_.load()) return;
       std::string in;
       char buf[4096];
       size_t head_end = std::string::npos;
@@ -570,30 +583,42 @@ TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
         if (ec) break;
         in.append(buf, n);
       }
-      std::string body, type = "application/json";
-      if (in.starts_with("GET /health")) {
-        body = "{}";
-      } else if (in.starts_with("GET ")) {
-        body = R"({"ready":true})";
-      } else if (in.find("\"stream\":true") != std::string::npos) {
-        type = "text/event-stream";
-        body =
-            "data: {\"id\":5,\"created\":\"x\",\"model\":7,\"choices\":[{\"index\":0,"
-            "\"text\":\"hi\",\"token_ids\":[1],\"finish_reason\":\"length\"}]}\n\n"
-            "data: {\"id\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":\"3\","
-            "\"completion_tokens\":[1],\"prompt_tokens_details\":{\"cached_tokens\":\"1\"}}}\n\n"
-            "data: [DONE]\n\n";
-      } else {
-        body = R"({"id":"c","model":"stories260K","choices":[{"index":0,"text":"hi"}],)"
-               R"("usage":{"prompt_tokens":"seven","completion_tokens":{"n":1},)"
-               R"("prompt_tokens_details":{"cached_tokens":"x"}}})";
-      }
-      const std::string out =
-          absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: ", type,
-                       "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-      net::write(s, net::buffer(out), ec);
+      net::write(s, net::buffer(answer_(in)), ec);
     }
+  }
+
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::function<std::string(const std::string&)> answer_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
+  const std::string dir = weft::testing::MakeTempDir("weft-gw-wrongtypes");
+  // The answer depends on the path and on "stream" in the body.
+  ScriptedReplica replica([](const std::string& in) {
+    std::string body, type = "application/json";
+    if (in.starts_with("GET /health")) {
+      body = "{}";
+    } else if (in.starts_with("GET ")) {
+      body = R"({"ready":true})";
+    } else if (in.find("\"stream\":true") != std::string::npos) {
+      type = "text/event-stream";
+      body =
+          "data: {\"id\":5,\"created\":\"x\",\"model\":7,\"choices\":[{\"index\":0,"
+          "\"text\":\"hi\",\"token_ids\":[1],\"finish_reason\":\"length\"}]}\n\n"
+          "data: {\"id\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":\"3\","
+          "\"completion_tokens\":[1],\"prompt_tokens_details\":{\"cached_tokens\":\"1\"}}}\n\n"
+          "data: [DONE]\n\n";
+    } else {
+      body = R"({"id":"c","model":"stories260K","choices":[{"index":0,"text":"hi"}],)"
+             R"("usage":{"prompt_tokens":"seven","completion_tokens":{"n":1},)"
+             R"("prompt_tokens_details":{"cached_tokens":"x"}}})";
+    }
+    return ScriptedReplica::Response(200, type, body);
   });
+  const uint16_t replica_port = replica.port();
   LoneGateway gw;
   StartLoneGateway(dir, "odd", replica_port, "", {}, &gw);
   if (HasFatalFailure()) return;
@@ -617,6 +642,67 @@ TEST(GatewayApiTest, ReplicaAnswersWithWrongTypesDoNotStopTheGateway) {
   std::optional<int> status = gateway.Wait(30);
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << weft::DescribeWaitStatus(*status);
+}
+
+// A stream is sent with a seed the gateway fixes when the client gave none, the same in every
+// attempt (a retried or resumed stream samples as the first attempt would have); a client's own
+// seed goes through as it is. The replica refuses every first attempt (503, retried before the
+// first byte) and streams the second.
+TEST(GatewayApiTest, EveryAttemptOfAStreamCarriesTheSameSeed) {
+  const std::string dir = weft::testing::MakeTempDir("weft-gw-seed");
+  std::mutex mu;
+  std::vector<json> bodies;  // the completion requests the replica saw, in order
+  ScriptedReplica replica([&](const std::string& in) {
+    if (in.starts_with("GET /health")) return ScriptedReplica::Response(200, "application/json", "{}");
+    if (in.starts_with("GET ")) {
+      return ScriptedReplica::Response(200, "application/json", R"({"ready":true})");
+    }
+    std::lock_guard lock(mu);
+    bodies.push_back(json::parse(ScriptedReplica::BodyOf(in), nullptr, false));
+    if (bodies.size() % 2 == 1) {
+      return ScriptedReplica::Response(503, "application/json",
+                                       R"({"error":{"message":"busy","type":"overloaded"}})");
+    }
+    return ScriptedReplica::Response(
+        200, "text/event-stream",
+        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"hi\","
+        "\"token_ids\":[1],\"finish_reason\":\"length\"}]}\n\n"
+        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
+        "\"completion_tokens\":1}}\n\ndata: [DONE]\n\n");
+  });
+  LoneGateway gw;
+  StartLoneGateway(dir, "r1", replica.port(), "", {}, &gw);
+  if (HasFatalFailure()) return;
+  const std::vector<std::pair<std::string, std::string>> auth_header = {
+      {"Authorization", "Bearer " + gw.key}};
+  for (bool client_seed : {false, true}) {
+    json body = GreedyBody(1, 4);
+    body["stream"] = true;
+    if (client_seed) body["seed"] = 7;
+    const size_t before = [&] {
+      std::lock_guard lock(mu);
+      return bodies.size();
+    }();
+    auto c = HttpClient::Connect("127.0.0.1", gw.port, 10);
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto r = (*c)->Request("POST", "/v1/completions", body.dump(), auth_header);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_NE(r->body.find("\"hi\""), std::string::npos) << r->body;
+    std::lock_guard lock(mu);
+    ASSERT_EQ(bodies.size(), before + 2) << "one refused attempt, one answered";
+    const json& first = bodies[before];
+    const json& second = bodies[before + 1];
+    ASSERT_TRUE(first.is_object() && second.is_object());
+    ASSERT_TRUE(first.contains("seed") && first["seed"].is_number_integer()) << first.dump();
+    EXPECT_EQ(first["seed"], second["seed"]) << first.dump() << " / " << second.dump();
+    if (client_seed) {
+      EXPECT_EQ(first["seed"], 7);
+    }
+  }
+  gw.process->Signal(SIGTERM);
+  std::optional<int> status = gw.process->Wait(30);
+  ASSERT_TRUE(status.has_value());
 }
 
 TEST(GatewayApiTest, KeysTenantsQuotasAndBadInput) {
