@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::gateway {
@@ -45,24 +46,6 @@ constexpr std::array<bool, 256> kPlain = [] {
   for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
   return t;
 }();
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 // The decoded text of a string's contents that ScanString already validated (escapes included).
 std::string Unescape(std::string_view raw) {
@@ -251,35 +234,10 @@ class Scanner {
       }
       if (c < 0x20) return false;  // control characters must be escaped
       // A multi-byte UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF).
-      int more;
-      unsigned char lo = 0x80, hi = 0xBF;
-      if (c >= 0xC2 && c <= 0xDF) {
-        more = 1;
-      } else if (c == 0xE0) {
-        more = 2;
-        lo = 0xA0;
-      } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        more = 2;
-      } else if (c == 0xED) {
-        more = 2;
-        hi = 0x9F;
-      } else if (c == 0xF0) {
-        more = 3;
-        lo = 0x90;
-      } else if (c >= 0xF1 && c <= 0xF3) {
-        more = 3;
-      } else if (c == 0xF4) {
-        more = 3;
-        hi = 0x8F;
-      } else {
-        return false;
-      }
-      if (end_ - p_ <= more) return false;
-      if (p_[1] < lo || p_[1] > hi) return false;
-      for (int i = 2; i <= more; ++i) {
-        if (p_[i] < 0x80 || p_[i] > 0xBF) return false;
-      }
-      p_ += more + 1;
+      const size_t len = Utf8SeqLen(
+          std::string_view(reinterpret_cast<const char*>(p_), static_cast<size_t>(end_ - p_)), 0);
+      if (len == 0) return false;
+      p_ += len;
     }
   }
 

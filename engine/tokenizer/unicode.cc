@@ -28,39 +28,6 @@ const ByteTables& Tables() {
   return *tables;
 }
 
-// Decodes one code point at text[pos] (any well-formed sequence); returns its length or 0.
-size_t DecodeOne(std::string_view text, size_t pos, uint32_t* cp) {
-  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
-  const size_t n = text.size() - pos;
-  const uint8_t b0 = s[pos];
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  }
-  auto cont = [&](size_t i) { return i < n && (s[pos + i] & 0xC0) == 0x80; };
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    if (!cont(1)) return 0;
-    *cp = ((b0 & 0x1Fu) << 6) | (s[pos + 1] & 0x3Fu);
-    return 2;
-  }
-  if (b0 >= 0xE0 && b0 <= 0xEF) {
-    if (!cont(1) || !cont(2)) return 0;
-    const uint32_t c = ((b0 & 0x0Fu) << 12) | ((s[pos + 1] & 0x3Fu) << 6) | (s[pos + 2] & 0x3Fu);
-    if (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    *cp = c;
-    return 3;
-  }
-  if (b0 >= 0xF0 && b0 <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    const uint32_t c = ((b0 & 0x07u) << 18) | ((s[pos + 1] & 0x3Fu) << 12) |
-                       ((s[pos + 2] & 0x3Fu) << 6) | (s[pos + 3] & 0x3Fu);
-    if (c < 0x10000 || c > 0x10FFFF) return 0;
-    *cp = c;
-    return 4;
-  }
-  return 0;
-}
-
 }  // namespace
 
 int Utf8SeqLen(uint8_t lead) {
@@ -68,10 +35,7 @@ int Utf8SeqLen(uint8_t lead) {
   return kLen[lead >> 4];
 }
 
-size_t ValidUtf8SeqLen(std::string_view text, size_t pos) {
-  uint32_t cp;
-  return DecodeOne(text, pos, &cp);
-}
+size_t ValidUtf8SeqLen(std::string_view text, size_t pos) { return weft::Utf8SeqLen(text, pos); }
 
 bool IsValidUtf8(std::string_view text) {
   for (size_t pos = 0; pos < text.size();) {
@@ -98,24 +62,6 @@ std::string SanitizeUtf8(std::string_view text) {
   return out;
 }
 
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 std::string_view ByteToUnicode(uint8_t b) { return Tables().to_unicode[b]; }
 
 int UnicodeToByte(uint32_t cp) {
@@ -136,7 +82,7 @@ std::string ByteLevelDecode(std::string_view text) {
   out.reserve(text.size());
   for (size_t pos = 0; pos < text.size();) {
     uint32_t cp = 0;
-    const size_t len = DecodeOne(text, pos, &cp);
+    const size_t len = weft::Utf8SeqLen(text, pos, &cp);
     if (len == 0) {
       out.push_back(text[pos++]);
       continue;

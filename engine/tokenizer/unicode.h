@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/utf8.h"
+
 namespace weft::tokenizer {
 
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
@@ -27,8 +29,7 @@ size_t ValidUtf8SeqLen(std::string_view text, size_t pos);
 std::string SanitizeUtf8(std::string_view text);
 bool IsValidUtf8(std::string_view text);
 
-// Appends the UTF-8 encoding of code point `cp` (<= U+10FFFF).
-void AppendUtf8(uint32_t cp, std::string* out);
+using weft::AppendUtf8;  // base/utf8.h
 
 // GPT-2 byte-level mapping: each byte to a printable code point ('!'..'~', U+00A1..U+00AC,
 // U+00AE..U+00FF map to themselves; the other 68 bytes to U+0100..U+0143), as UTF-8.
