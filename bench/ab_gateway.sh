@@ -41,23 +41,9 @@ NGINX="${NGINX:-/usr/sbin/nginx}"
 for b in "$A_BUILD/cli/weft" "$B_BUILD/cli/weft" "$RATEBENCH" "$NGINX"; do
   [ -x "$b" ] || { echo "ab_gateway: no $b" >&2; exit 1; }
 done
-if [ -n "$KEEP" ]; then WORK="$KEEP"; mkdir -p "$WORK"; else WORK="$(mktemp -d)"; fi
-chmod 755 "$WORK"
-UP_PORT=$PORT
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -z "$KEEP" ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-BENCH_NAME=ab_gateway
 # shellcheck source=bench/gateway/bench_lib.sh
 source "$REPO_ROOT/bench/gateway/bench_lib.sh"
-start_upstream
+bench_begin ab_gateway
 
 start_gateway A "$A_BUILD" $((PORT + 1)) ""
 GW_YAML_EXTRA="$B_YAML" start_gateway B "$B_BUILD" $((PORT + 2)) "$B_ENV"

@@ -4,6 +4,25 @@
 # and a gateway in front of it. Uses the caller's WORK (a folder), NGINX (the nginx binary), PIDS
 # (an array: started processes), UP_PORT and IO_THREADS; logs as $BENCH_NAME.
 
+# bench_begin NAME: the work folder (KEEP when set, else a temporary one removed at exit), PIDS
+# stopped at exit, UP_PORT=PORT, and the upstream started on it; logs as NAME.
+bench_begin() {
+  BENCH_NAME="$1"
+  if [ -n "${KEEP:-}" ]; then WORK="$KEEP"; mkdir -p "$WORK"; else WORK="$(mktemp -d)"; fi
+  chmod 755 "$WORK"
+  UP_PORT=$PORT
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  start_upstream
+}
+bench_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; fi
+}
+
 # wait_http URL [HEADER]: up to 20 s for a 200.
 wait_http() {
   local i

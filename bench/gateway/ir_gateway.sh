@@ -39,27 +39,13 @@ done
 for b in "$RATEBENCH" "$NGINX"; do [ -x "$b" ] || { echo "ir_gateway: no $b" >&2; exit 1; }; done
 for b in "${BUILDS[@]}"; do [ -x "$b/cli/weft" ] || { echo "ir_gateway: no $b/cli/weft" >&2; exit 1; }; done
 
-if [ -n "$KEEP" ]; then WORK="$KEEP"; mkdir -p "$WORK"; else WORK="$(mktemp -d)"; fi
-chmod 755 "$WORK"
-UP_PORT=$PORT
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -z "$KEEP" ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-BENCH_NAME=ir_gateway
 # shellcheck source=bench/gateway/bench_lib.sh
 source "$REPO_ROOT/bench/gateway/bench_lib.sh"
-start_upstream
+bench_begin ir_gateway
 
 closed_loop() {  # NAME SECONDS -> the ratebench JSON line
   "$RATEBENCH" --closed --url "http://127.0.0.1:${PORTS[$1]}/v1/completions" --duration "$2" \
-    --warmup 0 --connections "$CONNS" -H "Authorization: Bearer ${KEYS[$1]}" --body "$BODY" 2>/dev/null 2>&1
+    --warmup 0 --connections "$CONNS" -H "Authorization: Bearer ${KEYS[$1]}" --body "$BODY" 2>/dev/null
 }
 # inclusive OUT FUNCTION: the inclusive Ir of FUNCTION (a regex on its name) in callgrind file OUT.
 inclusive() {
