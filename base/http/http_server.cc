@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <optional>
 #include <type_traits>
 #include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -261,6 +263,49 @@ class ConnectionBase {
   virtual void ForceClose() = 0;     // on the strand
 };
 
+// One request, read by Beast's parser straight into a Request: its fields go to `req.headers` as
+// they are parsed (Beast's own field container would allocate one element per field, and Dispatch
+// then copied them out again), its body to `req.body`.
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  Request req;
+  bool expect_continue = false;  // "Expect: 100-continue"
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target, int,
+                       beast::error_code&) override {
+    req.method.assign(method.data(), method.size());
+    req.target.assign(target.data(), target.size());
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
+  void on_field_impl(bhttp::field f, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    if (f == bhttp::field::expect &&
+        EqualsIgnoreCase(std::string_view(value.data(), value.size()), "100-continue")) {
+      expect_continue = true;
+    }
+    req.headers.emplace_back(std::piecewise_construct,
+                             std::forward_as_tuple(name.data(), name.size()),
+                             std::forward_as_tuple(value.data(), value.size()));
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    // The parser has held the length to body_limit already.
+    if (length) req.body.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    req.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+    req.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
+
 struct Route {
   std::string method;
   std::vector<std::string> segments;
@@ -273,6 +318,9 @@ struct Route {
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   ServerOptions options;
   std::vector<Route> routes;
+  // "METHOD /a/b" of each route without "{name}" segments (its first one), for a path as the
+  // route writes it (SplitPath's form: no empty segments).
+  absl::flat_hash_map<std::string, const Handler*> literal_routes;
   std::atomic<bool> stopping{false};
   std::atomic<bool> stopped{false};
 
@@ -288,6 +336,28 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<size_t> next_ioc{0};          // round robin of accepted connections
   std::optional<tcp::acceptor> acceptor;    // on iocs[0]
 
+  void IndexLiteralRoutes() {
+    literal_routes.clear();
+    for (const Route& route : routes) {
+      std::string key = route.method + " ";
+      bool literal = true;
+      for (const std::string& seg : route.segments) {
+        if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}') literal = false;
+        absl::StrAppend(&key, "/", seg);
+      }
+      if (route.segments.empty()) key += "/";
+      if (literal) literal_routes.emplace(std::move(key), &route.handler);
+    }
+  }
+  const Handler* FindLiteral(std::string_view method, std::string_view path) const {
+    char key[256];
+    if (literal_routes.empty() || method.size() + 1 + path.size() > sizeof(key)) return nullptr;
+    std::memcpy(key, method.data(), method.size());
+    key[method.size()] = ' ';
+    std::memcpy(key + method.size() + 1, path.data(), path.size());
+    auto it = literal_routes.find(absl::string_view(key, method.size() + 1 + path.size()));
+    return it == literal_routes.end() ? nullptr : it->second;
+  }
   Response Error(int status, std::string message) const {
     if (options.error_response) return options.error_response(status, std::move(message));
     return DefaultErrorResponse(status, std::move(message));
@@ -540,9 +610,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     phase_ = Phase::kBody;
-    auto& req = parser_->get();
-    if (EqualsIgnoreCase(std::string_view(req[bhttp::field::expect]), "100-continue") &&
-        !parser_->is_done()) {
+    if (parser_->expect_continue && !parser_->is_done()) {
       continue_.assign("HTTP/1.1 100 Continue\r\n\r\n");
       Tcp().expires_after(Seconds(server_->options.write_timeout_s));
       net::async_write(stream_, net::buffer(continue_),
@@ -586,19 +654,12 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
 
   void Dispatch() {
     phase_ = Phase::kHandling;
-    bhttp::request<bhttp::string_body> msg = parser_->release();
+    keep_alive_ = parser_->keep_alive();
+    Request req = std::move(parser_->req);
     parser_.reset();
-    keep_alive_ = msg.keep_alive();
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
     size_t q = req.target.find('?');
     req.path = req.target.substr(0, q);
     if (q != std::string::npos) req.query = req.target.substr(q + 1);
-    for (const auto& field : msg) {
-      req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    req.body = std::move(msg.body());
     req.remote = remote_;
     method_ = req.method;
 
@@ -607,36 +668,40 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     Tcp().expires_never();
     StartWatch();
 
-    const Handler* handler = nullptr;
-    bool path_known = false;
+    // A path with no "{name}" segment is looked up; the others are matched segment by segment
+    // (the most literal segments win; a known path with another method is a 405).
+    const Handler* handler = server_->FindLiteral(req.method, req.path);
+    bool path_known = handler != nullptr;
     std::string allow;
-    std::vector<std::string> segments = SplitPath(req.path);
-    int best_score = -1;
-    for (const Route& route : server_->routes) {
-      if (route.segments.size() != segments.size()) continue;
-      std::map<std::string, std::string> params;
-      int score = 0;
-      bool match = true;
-      for (size_t i = 0; i < segments.size() && match; ++i) {
-        const std::string& s = route.segments[i];
-        if (s.size() > 2 && s.front() == '{' && s.back() == '}') {
-          params[s.substr(1, s.size() - 2)] = segments[i];
-        } else if (s == segments[i]) {
-          ++score;
-        } else {
-          match = false;
+    if (handler == nullptr) {
+      std::vector<std::string> segments = SplitPath(req.path);
+      int best_score = -1;
+      for (const Route& route : server_->routes) {
+        if (route.segments.size() != segments.size()) continue;
+        std::map<std::string, std::string> params;
+        int score = 0;
+        bool match = true;
+        for (size_t i = 0; i < segments.size() && match; ++i) {
+          const std::string& s = route.segments[i];
+          if (s.size() > 2 && s.front() == '{' && s.back() == '}') {
+            params[s.substr(1, s.size() - 2)] = segments[i];
+          } else if (s == segments[i]) {
+            ++score;
+          } else {
+            match = false;
+          }
         }
-      }
-      if (!match) continue;
-      path_known = true;
-      if (route.method != req.method) {
-        absl::StrAppend(&allow, allow.empty() ? "" : ", ", route.method);
-        continue;
-      }
-      if (score > best_score) {
-        best_score = score;
-        handler = &route.handler;
-        req.params = std::move(params);
+        if (!match) continue;
+        path_known = true;
+        if (route.method != req.method) {
+          absl::StrAppend(&allow, allow.empty() ? "" : ", ", route.method);
+          continue;
+        }
+        if (score > best_score) {
+          best_score = score;
+          handler = &route.handler;
+          req.params = std::move(params);
+        }
       }
     }
     std::shared_ptr<ResponseWriter> writer = exchange_;
@@ -843,7 +908,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   std::shared_ptr<HttpServer::Impl> server_;
   std::string remote_;
   beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   Phase phase_ = Phase::kIdle;
   bool keep_alive_ = true;
   bool handshake_done_ = false;  // TLS
@@ -911,6 +976,7 @@ void HttpServer::Handle(std::string method, std::string pattern, Handler handler
 
 absl::Status HttpServer::Start() {
   WEFT_CHECK(!started_);
+  impl_->IndexLiteralRoutes();
   if (impl_->options.tls.has_value()) {
     auto tls = MakeTlsContext(*impl_->options.tls);
     if (!tls.ok()) return tls.status();

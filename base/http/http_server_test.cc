@@ -154,6 +154,51 @@ TEST_F(HttpServerTest, MalformedRequestGets400) {
   EXPECT_THAT(got, HasSubstr("HTTP/1.1 400"));
 }
 
+// Reads from `s` until `want` has arrived (or the peer closes); what came.
+std::string ReadUntil(boost::asio::ip::tcp::socket& s, std::string_view want) {
+  std::string got;
+  boost::system::error_code ec;
+  char buf[512];
+  while (!ec && got.find(want) == std::string::npos) {
+    size_t n = s.read_some(boost::asio::buffer(buf), ec);
+    got.append(buf, n);
+  }
+  return got;
+}
+
+TEST_F(HttpServerTest, ChunkedBodiesContinueAndHeadersAsSent) {
+  server_ = std::make_unique<HttpServer>(ServerOptions{});
+  server_->Handle("POST", "/echo", [](const Request& req, std::shared_ptr<ResponseWriter> w) {
+    std::string seen = req.method + " " + req.target + " " + req.path + " " + req.query + "|";
+    for (const auto& [k, v] : req.headers) seen += k + "=" + v + ";";
+    w->Respond(Response{200, "text/plain", {}, seen + "|" + req.body});
+  });
+  ASSERT_TRUE(server_->Start().ok());
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  // A chunked body, a repeated header kept twice in order, and a path written with a trailing
+  // slash (routed like the route's own form).
+  boost::asio::write(s, boost::asio::buffer(std::string(
+                            "POST /echo/?a=1 HTTP/1.1\r\nHost: x\r\nX-Tag: one\r\n"
+                            "Transfer-Encoding: chunked\r\nX-Tag: two\r\n\r\n"
+                            "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n")));
+  std::string got = ReadUntil(s, "|abcde");
+  EXPECT_THAT(got, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(got, HasSubstr("POST /echo/?a=1 /echo/ a=1|Host=x;X-Tag=one;"
+                             "Transfer-Encoding=chunked;X-Tag=two;|abcde"));
+  // Expect: 100-continue: the interim answer first, then the body is read and answered.
+  boost::asio::write(s, boost::asio::buffer(std::string(
+                            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                            "Expect: 100-Continue\r\n\r\n")));
+  got = ReadUntil(s, "\r\n\r\n");
+  EXPECT_THAT(got, HasSubstr("HTTP/1.1 100 Continue"));
+  boost::asio::write(s, boost::asio::buffer(std::string("hello")));
+  got = ReadUntil(s, "|hello");
+  EXPECT_THAT(got, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(got, HasSubstr("Content-Length=5;Expect=100-Continue;|hello"));
+}
+
 TEST_F(HttpServerTest, SlowHeadersAreCut) {
   ServerOptions options;
   options.header_timeout_s = 0.3;

@@ -78,7 +78,9 @@ bool IdleSocketAlive(tcp::socket& socket) {
   return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
-constexpr size_t kBodyBufferBytes = 16 << 10;
+// Bytes asked of one read of a response (the buffer grows past it only for a head that does not
+// fit, up to the head limit).
+constexpr size_t kReadBytes = 16 << 10;
 constexpr int kMaxStaleRetries = 2;
 // A pooled connection idle for less than this is reused without a liveness probe (a recv per
 // request showed up in profiles); one the server closed meanwhile fails before any response byte
@@ -183,6 +185,42 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   void HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant);  // mu held; posts
 };
 
+// One response, read by Beast's parser without its field container: the head's fields are copied
+// only for a caller that wants them (hop-by-hop ones left out), and body bytes are not copied at
+// all: each put() leaves views into the bytes it was given in `pieces` (chunk framing removed).
+class ResponseParser final : public bhttp::basic_parser<false> {
+ public:
+  int status = 0;
+  bool want_headers = false;
+  Headers headers;
+  std::vector<std::string_view> pieces;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+    status = code;
+  }
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    if (want_headers && !IsHopByHop(std::string_view(name.data(), name.size()))) {
+      headers.emplace_back(std::string(name), std::string(value));
+    }
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    if (!body.empty()) pieces.emplace_back(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+    if (!body.empty()) pieces.emplace_back(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
+
 // One request/response. Everything below runs on `strand_` except Cancel/done.
 class ExchangeImpl : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
  public:
@@ -228,9 +266,10 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   void OnConnected(beast::error_code ec);
   void WriteRequest();
   void ReadHead();
-  void OnHead(beast::error_code ec);
-  void ReadBody();
-  void OnBody(beast::error_code ec);
+  void NewParser();
+  void ReadMore();
+  void OnRead(beast::error_code ec, size_t n);
+  void Parse();
   bool MaybeRetryStale(beast::error_code ec);
   absl::Status MapError(beast::error_code ec) const;
   void CloseSocket();
@@ -254,9 +293,8 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   std::optional<tcp::socket> socket_;
   std::string wire_;  // the serialized request, head and body
   beast::flat_buffer buffer_;
-  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
-  std::unique_ptr<char[]> body_buffer_;
-  size_t body_buffer_bytes_ = 0;
+  std::optional<ResponseParser> parser_;
+  bool head_seen_ = false;  // the current parser's head was passed on
 
   Phase phase_ = Phase::kStart;
   std::atomic<bool> done_{false};
@@ -554,13 +592,88 @@ void ExchangeImpl::WriteRequest() {
 }
 
 void ExchangeImpl::ReadHead() {
+  NewParser();
+  ReadMore();
+}
+
+void ExchangeImpl::NewParser() {
   parser_.emplace();
+  parser_->eager(true);  // on into the body in the same put() as the head
   parser_->header_limit(static_cast<uint32_t>(core_->options.max_header_bytes));
   parser_->body_limit(boost::none);
+  parser_->want_headers = cb_.want_headers;
   if (request_.method == "HEAD") parser_->skip(true);
-  bhttp::async_read_header(
-      *socket_, buffer_, *parser_,
-      Bind([self = shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); }));
+  head_seen_ = false;
+}
+
+void ExchangeImpl::ReadMore() {
+  const size_t room = buffer_.capacity() - buffer_.size();
+  socket_->async_read_some(
+      buffer_.prepare(std::max(room, kReadBytes)),
+      Bind([self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); }));
+}
+
+void ExchangeImpl::OnRead(beast::error_code ec, size_t n) {
+  if (phase_ == Phase::kDone) return;
+  if (ec == net::error::eof) {
+    // What Beast's reads do at the end of the stream: a body delimited by the close ends here;
+    // anything else was cut short (or never began).
+    if (parser_->got_some()) {
+      ec = {};
+      parser_->put_eof(ec);
+      if (!ec) return Parse();
+    } else {
+      ec = bhttp::error::end_of_stream;
+    }
+  }
+  if (ec) {
+    if (MaybeRetryStale(ec)) return;
+    return Finish(MapError(ec));
+  }
+  buffer_.commit(n);
+  Parse();
+}
+
+// Feeds the buffered bytes to the parser: the head to on_head once, the body's bytes to on_data
+// straight from the buffer, and the end to Finish; reads on while more is needed. A small answer
+// that arrived in one read goes through here once, with no timer moved.
+void ExchangeImpl::Parse() {
+  while (true) {
+    beast::error_code ec;
+    parser_->pieces.clear();
+    size_t used = 0;
+    if (buffer_.size() > 0 && !parser_->is_done()) used = parser_->put(buffer_.data(), ec);
+    if (ec == bhttp::error::need_more) ec = {};
+    if (ec) return Finish(MapError(ec));
+    if (!head_seen_ && parser_->is_header_done()) {
+      head_seen_ = true;
+      const int status = parser_->status;
+      if (status == 101) {
+        return Finish(absl::UnavailableError(absl::StrCat(
+            "malformed response from ", key_, ": unexpected 101 Switching Protocols")));
+      }
+      if (status >= 100 && status < 200) {  // interim response: the real one follows
+        buffer_.consume(used);
+        NewParser();
+        continue;
+      }
+      phase_ = Phase::kBody;
+      if (cb_.on_head) cb_.on_head(status, parser_->headers);
+      if (phase_ == Phase::kDone) return;
+    }
+    for (std::string_view piece : parser_->pieces) {
+      if (cb_.on_data) cb_.on_data(piece);
+      if (phase_ == Phase::kDone) return;
+    }
+    buffer_.consume(used);
+    if (parser_->is_done()) {
+      // Bytes past the response (an unasked-for extra) make the connection unsafe to reuse.
+      return Finish(absl::OkStatus(), parser_->keep_alive() && buffer_.size() == 0);
+    }
+    if (used == 0 || buffer_.size() == 0) break;
+  }
+  if (phase_ == Phase::kBody) ArmTimer(timeouts_.stall_s);
+  ReadMore();
 }
 
 // A kept-alive connection the server closed while it sat in the pool fails before any byte of the
@@ -578,67 +691,6 @@ bool ExchangeImpl::MaybeRetryStale(beast::error_code ec) {
   ArmTimer(timeouts_.connect_s);
   Connect();  // in the slot the stale connection held
   return true;
-}
-
-void ExchangeImpl::OnHead(beast::error_code ec) {
-  if (phase_ == Phase::kDone) return;
-  if (ec) {
-    if (MaybeRetryStale(ec)) return;
-    return Finish(MapError(ec));
-  }
-  const auto& head = parser_->get();
-  int status = static_cast<int>(head.result_int());
-  if (status == 101) {
-    return Finish(absl::UnavailableError(
-        absl::StrCat("malformed response from ", key_, ": unexpected 101 Switching Protocols")));
-  }
-  if (status >= 100 && status < 200) return ReadHead();  // interim response: read the next head
-  Headers headers;
-  if (cb_.want_headers) {
-    for (const auto& field : head) {
-      if (IsHopByHop(field.name_string())) continue;
-      headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-  }
-  phase_ = Phase::kBody;
-  if (cb_.on_head) cb_.on_head(status, headers);
-  if (phase_ == Phase::kDone) return;
-  if (parser_->is_done()) return Finish(absl::OkStatus(), parser_->keep_alive());
-  if (body_buffer_ == nullptr) {
-    // Sized to a known Content-Length (small answers are the common case), uninitialized: a
-    // zero-filled 16 KiB per exchange showed up in profiles.
-    body_buffer_bytes_ = kBodyBufferBytes;
-    if (auto n = parser_->content_length(); n.has_value()) {
-      body_buffer_bytes_ = static_cast<size_t>(std::clamp<uint64_t>(*n, 1, kBodyBufferBytes));
-    }
-    body_buffer_.reset(new char[body_buffer_bytes_]);
-  }
-  ReadBody();
-}
-
-void ExchangeImpl::ReadBody() {
-  ArmTimer(timeouts_.stall_s);
-  auto& body = parser_->get().body();
-  body.data = body_buffer_.get();
-  body.size = body_buffer_bytes_;
-  body.more = true;
-  bhttp::async_read_some(
-      *socket_, buffer_, *parser_,
-      Bind([self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); }));
-}
-
-void ExchangeImpl::OnBody(beast::error_code ec) {
-  if (phase_ == Phase::kDone) return;
-  if (ec == bhttp::error::need_buffer) ec = {};
-  size_t got = body_buffer_bytes_ - parser_->get().body().size;
-  if (got > 0 && cb_.on_data) cb_.on_data(std::string_view(body_buffer_.get(), got));
-  if (phase_ == Phase::kDone) return;
-  if (ec) return Finish(MapError(ec));
-  if (parser_->is_done()) {
-    // Bytes past the response (an unasked-for extra) make the connection unsafe to reuse.
-    return Finish(absl::OkStatus(), parser_->keep_alive() && buffer_.size() == 0);
-  }
-  ReadBody();
 }
 
 absl::Status ExchangeImpl::MapError(beast::error_code ec) const {

@@ -859,6 +859,82 @@ TEST_F(UpstreamClientTest, EofDelimitedBody) {
   EXPECT_EQ(client.Stats(t).idle, 0u);
 }
 
+// The response parser reads the head however it is split, hands the body over without the chunk
+// framing, and keeps the connection only when nothing follows the response.
+TEST_F(UpstreamClientTest, HeadSplitAcrossWritesAndChunkedBodyInOneRead) {
+  RawServer server([](tcp::socket& s) {
+    ReadRequestHead(s);
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nX-One: 1\r\nConnection: keep-alive\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    for (char c : head) {  // a byte at a time: the parser sees the head grow
+      WriteAll(s, std::string(1, c));
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    WriteAll(s, "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n");
+    HoldOpen(s, 1);
+  });
+  UpstreamClient client;
+  Target t{"127.0.0.1", server.port()};
+  Recorder rec;
+  client.Send(t, Get("/"), rec.Make());
+  ASSERT_TRUE(rec.Wait().ok());
+  EXPECT_EQ(rec.status, 200);
+  EXPECT_EQ(rec.body, "hello world");
+  EXPECT_EQ(rec.Header("X-One"), "1");
+  EXPECT_EQ(rec.Header("Connection"), "");  // hop-by-hop: not passed on
+  EXPECT_EQ(rec.Header("Transfer-Encoding"), "");
+  EXPECT_EQ(client.Stats(t).idle, 1u);
+}
+
+TEST_F(UpstreamClientTest, BytesPastTheResponseMakeTheConnectionUnsafeToReuse) {
+  RawServer server([](tcp::socket& s) {
+    ReadRequestHead(s);
+    WriteAll(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n");
+    HoldOpen(s, 1);
+  });
+  UpstreamClient client;
+  Target t{"127.0.0.1", server.port()};
+  auto r = client.Get(t, "/", 5);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "hi");
+  EXPECT_EQ(client.Stats(t).idle, 0u);
+}
+
+TEST_F(UpstreamClientTest, OversizedHeadIsAClearError) {
+  RawServer server([](tcp::socket& s) {
+    ReadRequestHead(s);
+    WriteAll(s, "HTTP/1.1 200 OK\r\nX-Big: " + std::string(8 << 10, 'x') + "\r\n");
+    HoldOpen(s, 2);
+  });
+  ClientOptions o;
+  o.max_header_bytes = 4 << 10;
+  UpstreamClient client(o);
+  Recorder rec;
+  client.Send(Target{"127.0.0.1", server.port()}, Get("/"), rec.Make(), Timeouts{5, 5, 5});
+  absl::Status s = rec.Wait();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("head larger than 4096 bytes"), std::string::npos) << s;
+}
+
+TEST_F(UpstreamClientTest, HeadRequestHasNoBodyWhateverItsLength) {
+  RawServer server([](tcp::socket& s) {
+    ReadRequestHead(s);
+    WriteAll(s, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    HoldOpen(s, 1);
+  });
+  UpstreamClient client;
+  Target t{"127.0.0.1", server.port()};
+  UpstreamRequest head = Get("/");
+  head.method = "HEAD";
+  Recorder rec;
+  client.Send(t, std::move(head), rec.Make(), Timeouts{5, 5, 5});
+  ASSERT_TRUE(rec.Wait(5).ok());
+  EXPECT_EQ(rec.status, 200);
+  EXPECT_EQ(rec.body, "");
+  EXPECT_EQ(client.Stats(t).idle, 1u);
+}
+
 TEST_F(UpstreamClientTest, FaultProxyResetMidStream) {
   StartServer();
   auto proxy = ProxyTo(server_->port());
