@@ -103,6 +103,25 @@ TEST_P(LedgerStoreTest, LargeBatches) {
   EXPECT_EQ(ScanAll().size(), 2500u);
 }
 
+// Batches of every size around the stores' rows per statement, each with a duplicate of a stored
+// record and one of its own: every new record counted and stored once, every field intact.
+TEST_P(LedgerStoreTest, BatchesOfEverySizeCountNewRecordsOnce) {
+  int next = 0;
+  std::vector<UsageRecord> want;
+  for (int size = 1; size <= 70; ++size) {
+    std::vector<UsageRecord> batch;
+    for (int i = 0; i < size; ++i) batch.push_back(TestRecord(next + i));
+    if (!want.empty()) batch.push_back(want[size % want.size()]);  // stored before
+    if (size > 1) batch.insert(batch.begin() + size / 2, TestRecord(next));  // twice in one
+    ASSERT_EQ(store_->Insert(batch).value(), size) << size;
+    for (int i = 0; i < size; ++i) want.push_back(TestRecord(next + i));
+    next += size;
+  }
+  const auto all = ScanAll();
+  ASSERT_EQ(all.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(all[i], want[i]) << i;
+}
+
 TEST_P(LedgerStoreTest, ScanFromATimeInTimeOrder) {
   std::vector<UsageRecord> records;
   for (int i = 9; i >= 0; --i) records.push_back(TestRecord(i));
