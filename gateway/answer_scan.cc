@@ -426,4 +426,8 @@ std::optional<AnswerFacts> ScanAnswer(std::string_view body, std::string_view cl
   return Scanner(body, client_model).Run();
 }
 
+bool IsJsonObject(std::string_view body) { return Scanner(body, {}).Run().has_value(); }
+
+std::string UnescapeJsonString(std::string_view raw) { return Unescape(raw); }
+
 }  // namespace weft::gateway

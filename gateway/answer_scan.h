@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "nlohmann/json.hpp"
@@ -28,6 +29,13 @@ struct AnswerFacts {
 // non-negative integers (floats, negatives, strings) read as 0; a top-level key given twice: the
 // last one counts (as in a parsed document).
 std::optional<AnswerFacts> ScanAnswer(std::string_view body, std::string_view client_model);
+
+// True when `body` is one JSON object by the same rules (what nlohmann's strict parser accepts).
+bool IsJsonObject(std::string_view body);
+
+// The decoded text of a JSON string's contents (between its quotes) that a scan here validated:
+// escapes resolved, \u pairs joined into UTF-8.
+std::string UnescapeJsonString(std::string_view raw);
 
 // The same rule for an answer already parsed (the streaming path parses each event to rewrite
 // it): `obj[key]` when it is a non-negative integer (clamped to int64), else 0.

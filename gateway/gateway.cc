@@ -26,6 +26,7 @@
 #include "gateway/demand_reporter.h"
 #include "gateway/hold_queue.h"
 #include "gateway/proxy_call.h"
+#include "gateway/request_scan.h"
 #include "gateway/quota/quota_tracker.h"
 #include "gateway/routing/balancer.h"
 #include "gateway/routing/circuit_breaker.h"
@@ -334,16 +335,25 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     return reject(ErrorResponse(401, "invalid_request_error", "Incorrect API key provided.",
                                 "invalid_api_key"));
   }
-  // 2. What they ask (validated here so that a malformed request never reaches a replica).
-  // The body is parsed once: validated into `req`, and kept as JSON to forward.
+  // 2. What they ask (validated here so that a malformed request never reaches a replica). The
+  // common completion body is read by the request scanner without a document (ProxyCall parses
+  // one only if an attempt must rewrite the body); anything else is parsed once, validated into
+  // `req` and kept as JSON to forward. Both give the same request (request_scan.h).
   ojson body;
-  try {
-    body = ojson::parse(hreq.body);
-  } catch (const ojson::exception& e) {
-    return reject(ErrorResponse(400, "invalid_request_error",
-                                absl::StrCat("request body is not valid JSON: ", e.what())));
+  absl::StatusOr<api::CompletionRequest> req;
+  std::optional<api::CompletionRequest> scanned;
+  if (endpoint == api::Endpoint::kCompletions) scanned = ScanCompletionRequest(hreq.body);
+  if (scanned.has_value()) {
+    req = std::move(*scanned);
+  } else {
+    try {
+      body = ojson::parse(hreq.body);
+    } catch (const ojson::exception& e) {
+      return reject(ErrorResponse(400, "invalid_request_error",
+                                  absl::StrCat("request body is not valid JSON: ", e.what())));
+    }
+    req = api::ParseCompletionRequestJson(body, endpoint);
   }
-  absl::StatusOr<api::CompletionRequest> req = api::ParseCompletionRequestJson(body, endpoint);
   if (!req.ok()) {
     return reject(ErrorResponse(400, "invalid_request_error", std::string(req.status().message()),
                                 "", 0, api::ErrorParam(req.status())));

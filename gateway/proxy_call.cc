@@ -173,16 +173,18 @@ void ProxyCall::SendAttempt(std::shared_ptr<Attempt> a, bool hedge) {
     resume = sent_tokens_;
     if (!hedge) current_ = a;
   }
-  // A unary request the replica knows by the client's model name goes out byte for byte; others
-  // are rewritten (model, streaming options, resume).
-  const auto it = req_.body.find("model");
-  const bool as_is = !req_.stream && !req_.raw_body.empty() && model && it != req_.body.end() &&
-                     it->is_string() && it->get_ref<const std::string&>() == *model;
+  // A unary request the replica knows by the client's model name (the body's "model" string) goes
+  // out byte for byte; others are rewritten (model, streaming options, resume). The document is
+  // parsed here when the request scanner read the request without one; its bytes are one valid
+  // JSON object (the scanner checked exactly what the parser accepts), so the parse succeeds.
+  const bool as_is = !req_.stream && !req_.raw_body.empty() && model &&
+                     !req_.client_model.empty() && *model == req_.client_model;
   std::string wire;
-  if (as_is) {
+  json body;
+  if (!as_is) body = req_.body.is_null() ? json::parse(req_.raw_body, nullptr, false) : req_.body;
+  if (as_is || !body.is_object()) {
     wire = req_.raw_body;
   } else {
-    json body = req_.body;
     // Fixed seed when the client gave none, the same in every attempt: a resumed stream samples
     // exactly as the uninterrupted one would have. (A unary request sent as it is needs none: it
     // is only retried before its answer's first byte.)

@@ -48,8 +48,10 @@ struct RouteChoice {
 struct ProxyRequest {
   api::Endpoint endpoint = api::Endpoint::kCompletions;
   std::string path;  // "/v1/completions" or "/v1/chat/completions"
-  nlohmann::ordered_json body;  // the client's body (validated); rewritten per attempt
-  std::string raw_body;         // its bytes: sent as they are when an attempt changes nothing
+  // The client's body (validated), rewritten per attempt; null when the request scanner read it
+  // without a document (parsed from raw_body when an attempt rewrites it).
+  nlohmann::ordered_json body;
+  std::string raw_body;  // its bytes: sent as they are when an attempt changes nothing
   bool stream = false;
   bool client_wants_usage = false;      // stream_options.include_usage
   bool client_wants_token_ids = false;  // return_token_ids

@@ -4,7 +4,9 @@
 //    pieces equals feeding at once;
 //  - ScanAnswer (a hand-written scanner): never crashes, and agrees with a parsed document
 //    (nlohmann DOM, the reference) on whether the bytes are valid JSON and one object, on the
-//    model check and on every non-negative integer usage count.
+//    model check and on every non-negative integer usage count;
+//  - ScanCompletionRequest (the request fast path): never crashes, and whatever body it takes the
+//    parser (nlohmann DOM + ParseCompletionRequestJson) takes too, with every field the same.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,7 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "api/openai.h"
 #include "gateway/answer_scan.h"
+#include "gateway/request_scan.h"
+#include "gateway/request_scan_testing.h"
 #include "gateway/sse.h"
 #include "nlohmann/json.hpp"
 
@@ -58,6 +63,16 @@ void CheckScan(const std::string& s) {
   if (f->cached_tokens != cached) std::abort();
 }
 
+void CheckRequest(const std::string& s) {
+  std::optional<weft::api::CompletionRequest> fast = weft::gateway::ScanCompletionRequest(s);
+  if (!fast.has_value()) return;
+  const json j = json::parse(s, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) std::abort();
+  auto ref = weft::api::ParseCompletionRequestJson(j, weft::api::Endpoint::kCompletions);
+  if (!ref.ok()) std::abort();
+  if (!weft::gateway::testing::RequestDifference(*fast, *ref).empty()) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -71,6 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ok_pieces = pieces.Feed(s.substr(std::min(cut, s.size())), &b) && ok_pieces;
   if (ok_whole && ok_pieces && a != b) std::abort();
   CheckScan(s);
+  CheckRequest(s);
   for (const std::string& event : a) CheckScan(event);
   return 0;
 }

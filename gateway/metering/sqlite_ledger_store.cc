@@ -3,8 +3,6 @@
 
 #include <sqlite3.h>
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 
@@ -108,65 +106,40 @@ absl::Status SqliteLedgerStore::Exec(const char* sql) {
   return absl::OkStatus();
 }
 
-// Rows per INSERT statement: one statement's fixed cost (its step, reset and halt) is shared by
-// this many rows. 32 rows x 14 columns stay under SQLite's default limit of 999 parameters.
-constexpr size_t kRowsPerInsert = 32;
-
-std::string InsertSql(size_t rows) {
-  std::string sql = absl::StrCat("INSERT INTO usage_records (", kColumns, ") VALUES ");
-  for (size_t i = 0; i < rows; ++i) {
-    absl::StrAppend(&sql, i == 0 ? "" : ",", "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  }
-  sql += " ON CONFLICT (request_id) DO NOTHING";
-  return sql;
-}
-
 absl::StatusOr<int64_t> SqliteLedgerStore::Insert(std::span<const UsageRecord> records) {
   if (records.empty()) return 0;
   std::lock_guard lock(mu_);
-  // A full statement for the bulk and one for the rest, each prepared once per call.
-  Stmt full, rest;
-  const size_t tail = records.size() % kRowsPerInsert;
-  if (records.size() >= kRowsPerInsert &&
-      sqlite3_prepare_v2(db_, InsertSql(kRowsPerInsert).c_str(), -1, &full.s, nullptr) !=
-          SQLITE_OK) {
-    return Error("prepare insert");
-  }
-  if (tail > 0 &&
-      sqlite3_prepare_v2(db_, InsertSql(tail).c_str(), -1, &rest.s, nullptr) != SQLITE_OK) {
+  Stmt st;
+  const std::string sql = absl::StrCat("INSERT INTO usage_records (", kColumns,
+                                       ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                                       "ON CONFLICT (request_id) DO NOTHING");
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st.s, nullptr) != SQLITE_OK) {
     return Error("prepare insert");
   }
   WEFT_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   int64_t added = 0;
-  for (size_t at = 0; at < records.size();) {
-    const size_t n = std::min(kRowsPerInsert, records.size() - at);
-    sqlite3_stmt* st = n == kRowsPerInsert ? full.s : rest.s;
-    sqlite3_reset(st);
-    for (size_t i = 0; i < n; ++i) {
-      const UsageRecord& r = records[at + i];
-      const int b = static_cast<int>(i * 14);
-      BindText(st, b + 1, r.request_id);
-      BindText(st, b + 2, r.tenant);
-      BindText(st, b + 3, r.key_id);
-      BindText(st, b + 4, r.deployment);
-      BindText(st, b + 5, r.adapter);
-      BindText(st, b + 6, r.replica);
-      BindText(st, b + 7, r.provider);
-      sqlite3_bind_int64(st, b + 8, r.prompt_tokens);
-      sqlite3_bind_int64(st, b + 9, r.cached_tokens);
-      sqlite3_bind_int64(st, b + 10, r.completion_tokens);
-      sqlite3_bind_int(st, b + 11, r.status);
-      sqlite3_bind_double(st, b + 12, r.ttft_ms);
-      sqlite3_bind_double(st, b + 13, r.duration_ms);
-      sqlite3_bind_int64(st, b + 14, r.time_unix_ms);
-    }
-    if (sqlite3_step(st) != SQLITE_DONE) {
+  for (const UsageRecord& r : records) {
+    sqlite3_reset(st.s);
+    BindText(st.s, 1, r.request_id);
+    BindText(st.s, 2, r.tenant);
+    BindText(st.s, 3, r.key_id);
+    BindText(st.s, 4, r.deployment);
+    BindText(st.s, 5, r.adapter);
+    BindText(st.s, 6, r.replica);
+    BindText(st.s, 7, r.provider);
+    sqlite3_bind_int64(st.s, 8, r.prompt_tokens);
+    sqlite3_bind_int64(st.s, 9, r.cached_tokens);
+    sqlite3_bind_int64(st.s, 10, r.completion_tokens);
+    sqlite3_bind_int(st.s, 11, r.status);
+    sqlite3_bind_double(st.s, 12, r.ttft_ms);
+    sqlite3_bind_double(st.s, 13, r.duration_ms);
+    sqlite3_bind_int64(st.s, 14, r.time_unix_ms);
+    if (sqlite3_step(st.s) != SQLITE_DONE) {
       absl::Status s = Error("insert");
       (void)Exec("ROLLBACK");
       return s;
     }
     added += sqlite3_changes(db_);
-    at += n;
   }
   if (absl::Status s = Exec("COMMIT"); !s.ok()) {
     (void)Exec("ROLLBACK");
