@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/gateway.h"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -99,6 +100,10 @@ struct ReplicaRuntime {
 };
 
 struct Metrics {
+  // Requests by endpoint and status: the endpoints the gateway serves and statuses 100..599 as
+  // relaxed atomics (one per request, on every I/O thread: no lock), anything else in `requests`.
+  static constexpr std::array<std::string_view, 3> kEndpoints = {"chat", "completions", "models"};
+  std::array<std::array<std::atomic<uint64_t>, 500>, kEndpoints.size()> by_status{};
   std::mutex mu;
   std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status); guarded by mu
   std::map<std::string, uint64_t> quota_rejections;          // by limit; guarded by mu
@@ -122,8 +127,22 @@ struct CallState {
   quota::Reservation reservation;
   std::string ep;  // the endpoint's metrics label
   bool stream = false;
-  std::mutex breaker_mu;
-  std::map<std::string, bool> breaker_held;  // guarded by breaker_mu: per replica, acquired
+  // The deployment's outlier detector, looked up once (every attempt reports to it).
+  std::shared_ptr<OutlierDetector> outliers;
+  // Per replica an attempt went to: its runtime (looked up once: the lookup takes the gateway's
+  // replicas lock, and the runtime's use count is shared by every I/O thread) and whether the
+  // attempt acquired its circuit breaker.
+  struct Tried {
+    std::shared_ptr<ReplicaRuntime> rt;
+    bool breaker_acquired = false;
+  };
+  std::mutex tried_mu;
+  std::map<std::string, Tried, std::less<>> tried;  // guarded by tried_mu
+  ReplicaRuntime* TriedRuntime(std::string_view id) {
+    std::lock_guard lock(tried_mu);
+    auto it = tried.find(id);
+    return it == tried.end() ? nullptr : it->second.rt.get();
+  }
 };
 struct CallEnv : ProxyEnv, std::enable_shared_from_this<CallEnv> {
   CallState st;
@@ -220,11 +239,11 @@ struct Gateway::Impl {
   }
 
   // The balancer's pick for one attempt.
+  // `od`: the deployment's outlier detector (CallState::outliers), null for none.
   std::optional<RouteChoice> Pick(const DeploymentConfig& dep, const std::string& adapter,
                                   const std::vector<uint64_t>& prefix_keys, int64_t est_tokens,
-                                  const std::vector<std::string>& exclude) {
+                                  const std::vector<std::string>& exclude, OutlierDetector* od) {
     const double now = NowS();
-    auto od = Outliers(dep.name);
     std::vector<std::shared_ptr<ReplicaRuntime>> rts;
     // Reports are immutable once published: holding them keeps the views' spans valid.
     std::vector<std::shared_ptr<const api::LoadReport>> loads(dep.replicas.size());
@@ -285,9 +304,15 @@ struct Gateway::Impl {
                         std::shared_ptr<http::ResponseWriter> w);
   void HandleModels(const http::Request& hreq, std::shared_ptr<http::ResponseWriter> w);
   std::string RenderMetrics();
-  void CountRequest(const std::string& endpoint, int status) {
+  void CountRequest(std::string_view endpoint, int status) {
+    for (size_t e = 0; e < Metrics::kEndpoints.size(); ++e) {
+      if (Metrics::kEndpoints[e] == endpoint && status >= 100 && status < 600) {
+        metrics.by_status[e][status - 100].fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+    }
     std::lock_guard lock(metrics.mu);
-    metrics.requests[{endpoint, status}]++;
+    metrics.requests[{std::string(endpoint), status}]++;
   }
   absl::StatusOr<auth::Principal> Authenticate(const http::Request& hreq) {
     std::string_view token = auth::BearerToken(hreq.Header("Authorization"));
@@ -397,6 +422,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   CallState* st = &env->st;
   st->table = std::move(table);  // holds the snapshot `dep` points into while the request lives
   st->dep = target->deployment;
+  st->outliers = Outliers(st->dep->name);
   st->adapter = target->adapter;
   st->prefix_keys = PrefixKeys(prefix_text, bc.prefix_block_chars, bc.prefix_max_blocks);
   st->est_tokens = reserve;
@@ -413,35 +439,46 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
   env->unary_timeouts = {lim.upstream_connect_timeout_s, 0, lim.upstream_stall_timeout_s * 40};
   env->pick = [this, st](const std::vector<std::string>& ex) -> std::optional<RouteChoice> {
     if (!st->dep->replicas.empty()) {
-      return Pick(*st->dep, st->adapter, st->prefix_keys, st->est_tokens, ex);
+      return Pick(*st->dep, st->adapter, st->prefix_keys, st->est_tokens, ex, st->outliers.get());
     }
     // No replica in the request's snapshot (scale from zero): the current table may have one.
     auto now = routes.Get();
     const DeploymentConfig* d = now->FindDeployment(st->dep->name);
     if (d == nullptr) return std::nullopt;
-    return Pick(*d, st->adapter, st->prefix_keys, st->est_tokens, ex);
+    return Pick(*d, st->adapter, st->prefix_keys, st->est_tokens, ex, st->outliers.get());
   };
   env->on_attempt_start = [this, st](const RouteChoice& c) {
     metrics.attempts++;
-    if (auto rt = Runtime(c.replica_id)) {
+    std::shared_ptr<ReplicaRuntime> rt;
+    {
+      std::lock_guard lock(st->tried_mu);
+      auto it = st->tried.find(c.replica_id);
+      if (it != st->tried.end()) rt = it->second.rt;
+    }
+    if (!rt) rt = Runtime(c.replica_id);
+    if (rt) {
       rt->outstanding_requests++;
       rt->outstanding_tokens += st->est_tokens;
       const bool acquired = rt->breaker.TryAcquire(NowS());
-      std::lock_guard lock(st->breaker_mu);
-      st->breaker_held[c.replica_id] = acquired;
+      std::lock_guard lock(st->tried_mu);
+      st->tried[c.replica_id] = {rt, acquired};
     }
   };
   env->on_attempt_end = [this, st](const RouteChoice& c, AttemptResult r) {
     const double now = NowS();
-    auto rt = Runtime(c.replica_id);
+    std::shared_ptr<ReplicaRuntime> rt;
+    bool acquired = false;
+    {
+      std::lock_guard lock(st->tried_mu);
+      auto it = st->tried.find(c.replica_id);
+      if (it != st->tried.end()) {
+        rt = it->second.rt;
+        acquired = it->second.breaker_acquired;
+      }
+    }
     if (rt) {
       rt->outstanding_requests--;
       rt->outstanding_tokens -= st->est_tokens;
-      bool acquired;
-      {
-        std::lock_guard lock(st->breaker_mu);
-        acquired = st->breaker_held[c.replica_id];
-      }
       if (acquired) {
         if (r == AttemptResult::kCancelled) {
           rt->breaker.Cancel();
@@ -450,7 +487,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
         }
       }
     }
-    auto od = Outliers(st->dep->name);
+    const std::shared_ptr<OutlierDetector>& od = st->outliers;
     if (r == AttemptResult::kFailed || r == AttemptResult::kTimedOut) {
       metrics.upstream_failures++;
       if (od) od->RecordFailure(c.replica_id, now);
@@ -489,7 +526,7 @@ void Gateway::Impl::HandleCompletion(api::Endpoint endpoint, const http::Request
     if (o.ttft_ms > 0) metrics.ttft.Observe(o.ttft_ms / 1000);
     CountRequest(st->ep, o.status);
     if (!o.replica.empty() && o.ttft_ms > 0) {
-      if (auto rt = Runtime(o.replica)) {
+      if (ReplicaRuntime* rt = st->TriedRuntime(o.replica)) {
         std::lock_guard lock(rt->mu);
         rt->ttft.Add(o.ttft_ms, NowS());
         if (st->stream && o.completion_tokens > 1) {
@@ -565,7 +602,14 @@ std::string Gateway::Impl::RenderMetrics() {
     absl::StrAppend(&out,
                     "# HELP weft_gateway_requests_total Requests answered, by endpoint and status.\n"
                     "# TYPE weft_gateway_requests_total counter\n");
-    for (const auto& [k, n] : metrics.requests) {
+    std::map<std::pair<std::string, int>, uint64_t> requests = metrics.requests;
+    for (size_t e = 0; e < Metrics::kEndpoints.size(); ++e) {
+      for (int i = 0; i < 500; ++i) {
+        const uint64_t n = metrics.by_status[e][i].load(std::memory_order_relaxed);
+        if (n > 0) requests[{std::string(Metrics::kEndpoints[e]), 100 + i}] += n;
+      }
+    }
+    for (const auto& [k, n] : requests) {
       absl::StrAppend(&out, "weft_gateway_requests_total{endpoint=\"", k.first, "\",status=\"",
                       k.second, "\"} ", n, "\n");
     }
