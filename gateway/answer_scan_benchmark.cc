@@ -2,12 +2,17 @@
 // ScanAnswer (one validating pass) against nlohmann on the same bytes: accept() (validation
 // only, the least nlohmann can do) and parse() (a document, what a naive proxy would build).
 // Bodies: the fixed completion of bench/compare_gateway.sh, and a 4 KiB answer with escapes and
-// non-ASCII text. Compare the rows of one run (ratios), not absolute times.
+// non-ASCII text. And ScanCompletionRequest (the request fast path) against what the gateway did
+// before it, parse() + api::ParseCompletionRequestJson, on the request body of
+// bench/compare_gateway.sh and on one with sampling options and an escaped prompt. Compare the
+// rows of one run (ratios), not absolute times.
 //   build/release/gateway/answer_scan_benchmark
 #include <string>
 
 #include "benchmark/benchmark.h"
+#include "api/openai.h"
 #include "gateway/answer_scan.h"
+#include "gateway/request_scan.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::gateway {
@@ -60,6 +65,34 @@ void BM_NlohmannParse(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(body.size()));
 }
 BENCHMARK(BM_NlohmannParse)->Arg(0)->Arg(1);
+
+std::string RequestBody(int64_t kind) {
+  if (kind == 0) return R"({"model":"bench","prompt":"The gateway benchmark says hello","max_tokens":8})";
+  return R"({"model":"llama-8b:sql-lora","prompt":"Translate to SQL:\n\"list every user\"\n",)"
+         R"("max_tokens":256,"temperature":0.7,"top_p":0.95,"seed":42,"stop":"\n\n",)"
+         R"("user":"team-a","stream":false})";
+}
+
+void BM_ScanCompletionRequest(benchmark::State& state) {
+  const std::string body = RequestBody(state.range(0));
+  for (auto _ : state) {
+    auto r = ScanCompletionRequest(body);
+    if (!r) state.SkipWithError("declined");
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_ScanCompletionRequest)->Arg(0)->Arg(1);
+
+void BM_ParseCompletionRequestJson(benchmark::State& state) {
+  const std::string body = RequestBody(state.range(0));
+  for (auto _ : state) {
+    auto j = nlohmann::ordered_json::parse(body);
+    auto r = api::ParseCompletionRequestJson(j, api::Endpoint::kCompletions);
+    if (!r.ok()) state.SkipWithError("rejected");
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_ParseCompletionRequestJson)->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace weft::gateway
