@@ -129,7 +129,9 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
         single_threaded(!options.io_contexts.empty() ||
                         (own_ioc != nullptr && options.threads <= 1)),
         sweep_strand(ExecutorOn(0)),
-        sweep_timer(sweep_strand) {}
+        sweep_timer(sweep_strand) {
+    for (size_t i = 0; i < iocs.size(); ++i) shards.push_back(std::make_unique<Shard>());
+  }
 
   ClientOptions options;
   std::unique_ptr<net::io_context> own_ioc;
@@ -142,11 +144,19 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   Executor sweep_strand;
   net::steady_timer sweep_timer;  // on sweep_strand
 
+  // Per shard: its pools and its exchanges in flight, under the shard's own lock (an exchange only
+  // takes its own shard's, so the I/O threads never share one on the request path).
+  struct Shard {
+    std::mutex mu;
+    bool stopping = false;                                                // guarded by mu
+    std::unordered_map<std::string, Pool> pools;                          // guarded by mu
+    std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;  // guarded by mu
+  };
+  std::vector<std::unique_ptr<Shard>> shards;  // one per io_context
+
   mutable std::mutex mu;
-  bool stopping = false;                                                // guarded by mu
-  std::unordered_map<std::string, Pool> pools;                          // guarded by mu
-  std::unordered_map<ExchangeImpl*, std::weak_ptr<ExchangeImpl>> live;  // guarded by mu
-  std::unordered_map<Timer*, std::weak_ptr<Timer>> timers;              // guarded by mu
+  bool stopping = false;                                    // guarded by mu (timers)
+  std::unordered_map<Timer*, std::weak_ptr<Timer>> timers;  // guarded by mu
 
   Executor ExecutorOn(size_t shard) const {
     if (single_threaded) return iocs[shard]->get_executor();
@@ -165,24 +175,34 @@ struct UpstreamClient::Core : std::enable_shared_from_this<UpstreamClient::Core>
   }
 
   enum class AcquireResult { kGranted, kQueued, kFull, kStopping };
-  AcquireResult Acquire(const std::string& key, const std::shared_ptr<ExchangeImpl>& ex,
-                        Grant* grant);
+  AcquireResult Acquire(size_t shard, const std::string& key,
+                        const std::shared_ptr<ExchangeImpl>& ex, Grant* grant);
   // Gives a slot back: a reusable socket goes to a waiter or the idle list; otherwise the slot is
   // freed (and a waiter may open a connection in it).
-  void Release(const std::string& key, std::optional<tcp::socket> socket, bool reusable);
-  void RemoveWaiter(const std::string& key, ExchangeImpl* ex);
-  void CountConnect(const std::string& key) {
-    std::lock_guard lock(mu);
-    if (auto it = pools.find(key); it != pools.end()) ++it->second.connects;
+  void Release(size_t shard, const std::string& key, std::optional<tcp::socket> socket,
+               bool reusable);
+  void RemoveWaiter(size_t shard, const std::string& key, ExchangeImpl* ex);
+  void CountConnect(size_t shard, const std::string& key) {
+    Shard& sh = *shards[shard];
+    std::lock_guard lock(sh.mu);
+    if (auto it = sh.pools.find(key); it != sh.pools.end()) ++it->second.connects;
   }
-  bool Register(const std::shared_ptr<ExchangeImpl>& ex);
-  void Unregister(ExchangeImpl* ex) {
-    std::lock_guard lock(mu);
-    live.erase(ex);
+  bool Register(size_t shard, const std::shared_ptr<ExchangeImpl>& ex);
+  void Unregister(size_t shard, ExchangeImpl* ex) {
+    Shard& sh = *shards[shard];
+    std::lock_guard lock(sh.mu);
+    sh.live.erase(ex);
+  }
+  bool AnyLive() {
+    for (auto& sh : shards) {
+      std::lock_guard lock(sh->mu);
+      if (!sh->live.empty()) return true;
+    }
+    return false;
   }
   void ScheduleSweep();
   void Sweep();
-  void HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant);  // mu held; posts
+  void HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant);  // the shard's mu held; posts
 };
 
 // One response, read by Beast's parser without its field container: the head's fields are copied
@@ -250,6 +270,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   void Finish(absl::Status status, bool reusable = false);
   void set_callbacks(Callbacks cb) { cb_ = std::move(cb); }
   const Executor& strand() const { return strand_; }
+  size_t shard() const { return shard_; }
 
  private:
   enum class Phase { kStart, kQueued, kConnecting, kWaitingHead, kBody, kDone };
@@ -306,18 +327,20 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
 
 // ---- Core ----
 
-bool UpstreamClient::Core::Register(const std::shared_ptr<ExchangeImpl>& ex) {
-  std::lock_guard lock(mu);
-  if (stopping) return false;
-  live.emplace(ex.get(), ex);
+bool UpstreamClient::Core::Register(size_t shard, const std::shared_ptr<ExchangeImpl>& ex) {
+  Shard& sh = *shards[shard];
+  std::lock_guard lock(sh.mu);
+  if (sh.stopping) return false;
+  sh.live.emplace(ex.get(), ex);
   return true;
 }
 
 UpstreamClient::Core::AcquireResult UpstreamClient::Core::Acquire(
-    const std::string& key, const std::shared_ptr<ExchangeImpl>& ex, Grant* grant) {
-  std::lock_guard lock(mu);
-  if (stopping) return AcquireResult::kStopping;
-  Pool& pool = pools[key];
+    size_t shard, const std::string& key, const std::shared_ptr<ExchangeImpl>& ex, Grant* grant) {
+  Shard& sh = *shards[shard];
+  std::lock_guard lock(sh.mu);
+  if (sh.stopping) return AcquireResult::kStopping;
+  Pool& pool = sh.pools[key];
   const Clock::time_point now = Clock::now();
   while (!pool.idle.empty()) {
     Pool::Idle idle = std::move(pool.idle.back());
@@ -349,13 +372,15 @@ void UpstreamClient::Core::HandOff(std::shared_ptr<ExchangeImpl> ex, Grant grant
   });
 }
 
-void UpstreamClient::Core::Release(const std::string& key, std::optional<tcp::socket> socket,
-                                   bool reusable) {
-  std::lock_guard lock(mu);
-  auto it = pools.find(key);
-  WEFT_CHECK(it != pools.end());
+void UpstreamClient::Core::Release(size_t shard, const std::string& key,
+                                   std::optional<tcp::socket> socket, bool reusable) {
+  Shard& sh = *shards[shard];
+  std::lock_guard lock(sh.mu);
+  auto it = sh.pools.find(key);
+  WEFT_CHECK(it != sh.pools.end());
   Pool& pool = it->second;
   beast::error_code ignored;
+  const bool stopping = sh.stopping;
   if (reusable && socket.has_value() && !stopping) {
     if (!pool.waiters.empty()) {
       std::shared_ptr<ExchangeImpl> waiter = std::move(pool.waiters.front());
@@ -381,10 +406,11 @@ void UpstreamClient::Core::Release(const std::string& key, std::optional<tcp::so
   }
 }
 
-void UpstreamClient::Core::RemoveWaiter(const std::string& key, ExchangeImpl* ex) {
-  std::lock_guard lock(mu);
-  auto it = pools.find(key);
-  if (it == pools.end()) return;
+void UpstreamClient::Core::RemoveWaiter(size_t shard, const std::string& key, ExchangeImpl* ex) {
+  Shard& sh = *shards[shard];
+  std::lock_guard lock(sh.mu);
+  auto it = sh.pools.find(key);
+  if (it == sh.pools.end()) return;
   auto& waiters = it->second.waiters;
   for (auto w = waiters.begin(); w != waiters.end(); ++w) {
     if (w->get() == ex) {
@@ -406,11 +432,12 @@ void UpstreamClient::Core::ScheduleSweep() {
 
 // Closes idle connections past the idle timeout or closed by the peer, and forgets empty pools.
 void UpstreamClient::Core::Sweep() {
-  {
-    std::lock_guard lock(mu);
-    if (stopping) return;
+  for (auto& shard : shards) {
+    Shard& sh = *shard;
+    std::lock_guard lock(sh.mu);
+    if (sh.stopping) return;
     const Clock::time_point now = Clock::now();
-    for (auto it = pools.begin(); it != pools.end();) {
+    for (auto it = sh.pools.begin(); it != sh.pools.end();) {
       Pool& pool = it->second;
       std::vector<Pool::Idle> keep;
       for (Pool::Idle& idle : pool.idle) {
@@ -424,7 +451,7 @@ void UpstreamClient::Core::Sweep() {
       }
       pool.idle = std::move(keep);
       if (pool.total == 0 && pool.waiters.empty()) {
-        it = pools.erase(it);
+        it = sh.pools.erase(it);
       } else {
         ++it;
       }
@@ -503,7 +530,7 @@ void ExchangeImpl::Start() {
   request_.body.shrink_to_fit();
   ArmTimer(timeouts_.connect_s);
   Grant grant;
-  switch (core_->Acquire(pool_key_, shared_from_this(), &grant)) {
+  switch (core_->Acquire(shard_, pool_key_, shared_from_this(), &grant)) {
     case UpstreamClient::Core::AcquireResult::kGranted:
       return OnGrant(std::move(grant));
     case UpstreamClient::Core::AcquireResult::kQueued:
@@ -522,7 +549,7 @@ void ExchangeImpl::OnGrant(Grant grant) {
   if (phase_ == Phase::kDone) {
     // Cancelled or timed out while the grant was on its way: give the slot back.
     bool reusable = grant.socket.has_value();
-    core_->Release(pool_key_, std::move(grant.socket), reusable);
+    core_->Release(shard_, pool_key_, std::move(grant.socket), reusable);
     return;
   }
   holds_slot_ = true;
@@ -537,7 +564,7 @@ void ExchangeImpl::OnGrant(Grant grant) {
 void ExchangeImpl::Connect() {
   phase_ = Phase::kConnecting;
   reused_ = false;
-  core_->CountConnect(pool_key_);
+  core_->CountConnect(shard_, pool_key_);
   socket_.emplace(*core_->iocs[shard_]);
   beast::error_code ec;
   net::ip::address address = net::ip::make_address(target_.host, ec);
@@ -736,19 +763,19 @@ void ExchangeImpl::Finish(absl::Status status, bool reusable) {
     timer_.cancel();
   }
   if (resolver_.has_value()) resolver_->cancel();
-  if (was == Phase::kQueued) core_->RemoveWaiter(pool_key_, this);
+  if (was == Phase::kQueued) core_->RemoveWaiter(shard_, pool_key_, this);
   if (holds_slot_) {
     holds_slot_ = false;
     if (reusable && socket_.has_value()) {
       std::optional<tcp::socket> socket(std::move(*socket_));
       socket_.reset();
-      core_->Release(pool_key_, std::move(socket), true);
+      core_->Release(shard_, pool_key_, std::move(socket), true);
     } else {
       CloseSocket();  // pending operations complete with operation_aborted
-      core_->Release(pool_key_, std::nullopt, false);
+      core_->Release(shard_, pool_key_, std::nullopt, false);
     }
   }
-  core_->Unregister(this);
+  core_->Unregister(shard_, this);
   Callbacks cb = std::move(cb_);
   cb_ = {};
   if (cb.on_done) cb.on_done(std::move(status));
@@ -828,7 +855,7 @@ std::shared_ptr<Exchange> UpstreamClient::Send(const Target& target, UpstreamReq
 
 // The callbacks are in place before the exchange is registered: from then on Shutdown may end it.
 void UpstreamClient::Launch(const std::shared_ptr<ExchangeImpl>& ex) {
-  if (!core_->Register(ex)) {
+  if (!core_->Register(ex->shard(), ex)) {
     // Never started, never registered: nothing else touches it; end it on this thread.
     ex->Finish(absl::CancelledError("upstream client shut down"));
     return;
@@ -907,10 +934,11 @@ absl::StatusOr<UpstreamResponse> UpstreamClient::Get(const Target& target, const
 PoolStats UpstreamClient::Stats(const Target& target) const {
   PoolStats stats;
   const std::string key = target.Key();
-  std::lock_guard lock(core_->mu);
-  for (size_t shard = 0; shard < core_->iocs.size(); ++shard) {
-    auto it = core_->pools.find(Core::PoolKey(key, shard));
-    if (it == core_->pools.end()) continue;
+  for (size_t shard = 0; shard < core_->shards.size(); ++shard) {
+    Core::Shard& sh = *core_->shards[shard];
+    std::lock_guard lock(sh.mu);
+    auto it = sh.pools.find(Core::PoolKey(key, shard));
+    if (it == sh.pools.end()) continue;
     stats.idle += it->second.idle.size();
     stats.total += it->second.total;
     stats.pending += it->second.waiters.size();
@@ -922,10 +950,11 @@ PoolStats UpstreamClient::Stats(const Target& target) const {
 
 void UpstreamClient::CloseIdle(const Target& target) {
   const std::string key = target.Key();
-  std::lock_guard lock(core_->mu);
-  for (size_t shard = 0; shard < core_->iocs.size(); ++shard) {
-    auto it = core_->pools.find(Core::PoolKey(key, shard));
-    if (it == core_->pools.end()) continue;
+  for (size_t shard = 0; shard < core_->shards.size(); ++shard) {
+    Core::Shard& sh = *core_->shards[shard];
+    std::lock_guard lock(sh.mu);
+    auto it = sh.pools.find(Core::PoolKey(key, shard));
+    if (it == sh.pools.end()) continue;
     for (Pool::Idle& idle : it->second.idle) {
       beast::error_code ignored;
       idle.socket.close(ignored);
@@ -946,10 +975,14 @@ void UpstreamClient::Shutdown() {
     for (auto& [raw, weak] : core_->timers) {
       if (auto t = weak.lock()) timers.push_back(std::move(t));
     }
-    for (auto& [raw, weak] : core_->live) {
+  }
+  for (auto& shard : core_->shards) {
+    std::lock_guard lock(shard->mu);
+    shard->stopping = true;
+    for (auto& [raw, weak] : shard->live) {
       if (auto ex = weak.lock()) live.push_back(std::move(ex));
     }
-    for (auto& [key, pool] : core_->pools) {
+    for (auto& [key, pool] : shard->pools) {
       for (Pool::Idle& idle : pool.idle) {
         beast::error_code ignored;
         idle.socket.close(ignored);
@@ -978,10 +1011,7 @@ void UpstreamClient::Shutdown() {
     }
     const auto end = Clock::now() + std::chrono::seconds(5);
     while (Clock::now() < end) {
-      {
-        std::lock_guard lock(core_->mu);
-        if (core_->live.empty()) return;
-      }
+      if (!core_->AnyLive()) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
