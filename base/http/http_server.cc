@@ -306,6 +306,11 @@ class RequestParser final : public bhttp::basic_parser<true> {
   void on_finish_impl(beast::error_code&) override {}
 };
 
+// A route's "{name}" segment (matches any one path segment, passed as params["name"]).
+bool IsParamSegment(std::string_view s) {
+  return s.size() > 2 && s.front() == '{' && s.back() == '}';
+}
+
 struct Route {
   std::string method;
   std::vector<std::string> segments;
@@ -342,7 +347,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       std::string key = route.method + " ";
       bool literal = true;
       for (const std::string& seg : route.segments) {
-        if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}') literal = false;
+        if (IsParamSegment(seg)) literal = false;
         absl::StrAppend(&key, "/", seg);
       }
       if (route.segments.empty()) key += "/";
@@ -683,7 +688,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
         bool match = true;
         for (size_t i = 0; i < segments.size() && match; ++i) {
           const std::string& s = route.segments[i];
-          if (s.size() > 2 && s.front() == '{' && s.back() == '}') {
+          if (IsParamSegment(s)) {
             params[s.substr(1, s.size() - 2)] = segments[i];
           } else if (s == segments[i]) {
             ++score;
